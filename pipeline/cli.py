@@ -28,6 +28,8 @@ def _setup_logging(verbose: bool) -> None:
     )
     for noisy in ("distributed", "dask", "xgboost", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # P2P shuffles log every start/stop at WARNING; they are routine here.
+    logging.getLogger("distributed.shuffle").setLevel(logging.ERROR)
 
 
 @contextlib.contextmanager

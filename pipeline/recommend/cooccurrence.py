@@ -4,8 +4,6 @@ the same code serves a tree reduction over any number of partitions."""
 
 from __future__ import annotations
 
-from functools import reduce
-
 import dask
 import dask.dataframe as dd
 import numpy as np

@@ -17,8 +17,8 @@ DAY = 86_400
 
 @dataclass(frozen=True)
 class Popularity:
-    """``items``: one row per item seen before the cutoff, ordered most popular first, with
-    ``pop_count`` (all time), ``pop_recent`` (the last ``recent_days``) and ``pop_rank`` (1-based)."""
+    """``items``: one row per item seen before the cutoff, most popular first, with ``pop_count``
+    (all time), ``pop_recent`` (the last ``recent_days``) and ``pop_rank`` (1-based)."""
 
     items: pd.DataFrame
 
@@ -27,7 +27,8 @@ class Popularity:
 
 
 def fit_popularity(events: dd.DataFrame, cutoff: int, recent_days: float) -> Popularity:
-    """Count interactions per item before ``cutoff`` (epoch seconds); only counts reach the client."""
+    """Count interactions per item before ``cutoff`` (epoch seconds); only counts reach the
+    client."""
     history = events[events[TIME] < cutoff]
     recent = history[history[TIME] >= cutoff - int(recent_days * DAY)]
     total, latest = dask.compute(history[ITEM].value_counts(), recent[ITEM].value_counts())

@@ -16,7 +16,6 @@ import pandas as pd
 from pipeline.io import ITEM, USER
 
 
-
 def _ideal_dcg(n_relevant: np.ndarray, k: int) -> np.ndarray:
     gains = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))])
     return gains[np.minimum(n_relevant, k)]
