@@ -13,7 +13,6 @@ import httpx
 import pandas as pd
 import pytest
 import redis
-import yaml
 
 from pipeline.config import load_workflow
 from pipeline.datasets import fetch_movielens_100k
@@ -32,15 +31,12 @@ def movielens() -> Path:
 def night(movielens: Path, dask_client: Any, redis_url: str,
           tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The shipped workflow, pointed at a temporary run folder and a unique namespace."""
-    raw = yaml.safe_load((ROOT / "workflows" / "movielens.yaml").read_text())
-    raw["run"]["dir"] = str(tmp_path_factory.mktemp("runs"))
-    raw["publish"]["namespace"] = f"ml-{uuid.uuid4().hex[:8]}"
-    path = ROOT / "workflows" / f".test-{raw['publish']['namespace']}.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    try:
-        spec = load_workflow(path)
-    finally:
-        path.unlink()
+    shipped = load_workflow(ROOT / "workflows" / "movielens.yaml")
+    spec = shipped.model_copy(update={
+        "run": shipped.run.model_copy(update={"dir": tmp_path_factory.mktemp("runs")}),
+        "publish": shipped.publish.model_copy(
+            update={"namespace": f"ml-{uuid.uuid4().hex[:8]}"}),
+    })
     manifest = NightlyRun(spec, "2026-01-01", dask_client, redis_url).run()
     events = pd.read_parquet(manifest.run_dir / "events")
     lists = pd.read_parquet(manifest.run_dir / "recommendations")
