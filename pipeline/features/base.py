@@ -1,0 +1,168 @@
+"""The op contract: parameters, a mergeable statistic, a transform, an output schema.
+
+An op is a node that reads named columns of a frame. ``Workflow`` wires ops together: today every
+op reads the workflow's input columns (ops are parallel branches, fitted in one pass). A later
+``>>`` chain only has to give an op another op as its source and fit the graph level by level:
+nothing here assumes where an op's input frame comes from, because every method takes the frame
+(or its dtypes) it should read.
+
+Learned state lives in attributes ending in ``_`` (scikit-learn's convention); ``fit`` never
+mutates a fitted state object in place, it replaces it, so a lazily built Dask graph that holds a
+copy of an op keeps the state it was built with.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from pipeline.errors import ConfigError, RecpipeError
+
+from .backend import row_hashes
+
+__all__ = ["Op", "NotFittedError", "PartitionContext", "ColumnSchema", "op_types"]
+
+ColumnSchema = dict[str, Any]
+"""One ``output_schema`` entry: ``{"dtype", "tags", "cardinality", ...}``."""
+
+_OP_TYPES: dict[str, type[Op]] = {}
+
+
+class NotFittedError(RecpipeError):
+    """A workflow or op was used before ``fit`` (or ``Workflow.load``) gave it statistics."""
+
+
+@dataclass
+class PartitionContext:
+    """What an op may need besides its own columns while fitting or transforming one partition.
+
+    ``out_of_fold`` is set by ``Workflow.fit_transform``: ops that learn from the target then give
+    each training row a value computed without that row's fold. Row hashes (for fold assignment)
+    are computed once per partition and shared by every op that asks.
+    """
+
+    frame: pd.DataFrame
+    out_of_fold: bool = False
+    _row_hash: np.ndarray | None = field(default=None, repr=False)
+
+    def row_hash(self) -> np.ndarray:
+        """Stable per-row hashes of every column of the partition (computed once, lazily)."""
+        if self._row_hash is None:
+            self._row_hash = row_hashes(self.frame)
+        return self._row_hash
+
+
+def op_types() -> Mapping[str, type[Op]]:
+    """Registered op classes by their saved ``type`` name (used by ``Workflow.load``)."""
+    return _OP_TYPES
+
+
+def column_list(columns: str | Sequence[str], op: str) -> tuple[str, ...]:
+    """Validate an op's ``columns`` parameter: a non-empty list of distinct column names."""
+    if isinstance(columns, str):
+        columns = [columns]
+    cols = tuple(columns)
+    if not cols or not all(isinstance(c, str) and c for c in cols):
+        raise ConfigError(
+            f"{op}: columns must be a non-empty list of column names, got {columns!r}"
+        )
+    if len(set(cols)) != len(cols):
+        raise ConfigError(f"{op}: columns {list(cols)!r} name a column twice")
+    return cols
+
+
+class Op(ABC):
+    """Base class of feature ops.
+
+    Subclasses set ``type_name`` (the name saved in ``workflow.json``), ``in_place`` (whether the
+    op replaces its columns or adds new ones) and implement the abstract methods. Ops with
+    statistics implement ``partition_stats``/``merge_stats``/``finish_fit``; the workflow runs
+    those as one distributed tree reduction.
+    """
+
+    type_name: ClassVar[str]
+    in_place: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "type_name" in cls.__dict__:
+            _OP_TYPES[cls.type_name] = cls
+
+    # -- parameters ---------------------------------------------------------------------------
+
+    @abstractmethod
+    def get_params(self) -> dict[str, Any]:
+        """Constructor parameters as JSON values; ``type(self)(**get_params())`` rebuilds it."""
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    @property
+    @abstractmethod
+    def input_columns(self) -> tuple[str, ...]:
+        """Every column the op reads while fitting."""
+
+    @property
+    def required_columns(self) -> tuple[str, ...]:
+        """Columns the op needs at transform time (a target, for instance, is not needed)."""
+        return self.input_columns
+
+    @property
+    @abstractmethod
+    def output_columns(self) -> tuple[str, ...]:
+        """Columns the op writes (its input columns when ``in_place``)."""
+
+    # -- fitting ------------------------------------------------------------------------------
+
+    @property
+    def stateful(self) -> bool:
+        """Whether the op learns statistics in ``fit``."""
+        return True
+
+    def prepare(self, dtypes: Mapping[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Check input dtypes before the data pass; raise ``DataError`` naming the column."""
+
+    def partition_stats(self, frame: pd.DataFrame, ctx: PartitionContext) -> Any:
+        """Statistics of one partition (small: never the raw rows)."""
+        return None
+
+    def merge_stats(self, a: Any, b: Any) -> Any:
+        """Associative merge of two partition statistics."""
+        return None
+
+    def finish_fit(self, stats: Any) -> None:  # noqa: B027 - optional hook
+        """Turn the merged statistics into the learned ``*_`` attributes."""
+
+    @property
+    def fitted(self) -> bool:
+        """Whether the op can transform (stateless ops always can)."""
+        return True
+
+    # -- transform ----------------------------------------------------------------------------
+
+    @abstractmethod
+    def transform(self, frame: pd.DataFrame, ctx: PartitionContext) -> dict[str, Any]:
+        """New values for ``output_columns`` (arrays aligned with ``frame``'s rows)."""
+
+    def column_schema(self, column: str) -> ColumnSchema:
+        """Schema extras for one output column (tags, cardinality); dtype is added by the caller."""
+        return {"tags": [], "cardinality": None}
+
+    # -- persistence --------------------------------------------------------------------------
+
+    def save_state(self) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
+        """Learned state as (JSON scalars, named tables saved as Parquet)."""
+        return {}, {}
+
+    def load_state(self, state: Mapping[str, Any], tables: Mapping[str, pd.DataFrame]) -> None:  # noqa: B027
+        """Restore what ``save_state`` returned."""
+
+    def _where(self) -> str:
+        """How error messages name this op."""
+        return repr(self)

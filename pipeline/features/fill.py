@@ -1,0 +1,113 @@
+"""FillMissing: replace nulls with a constant, or with each column's fitted mean."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pandas.api import types as ptypes
+
+from pipeline.errors import ConfigError, DataError
+
+from .base import ColumnSchema, NotFittedError, Op, PartitionContext, column_list
+from .moments import Moments, require_numeric
+
+
+class FillMissing(Op):
+    """Fill nulls in place. ``value=None`` learns the mean of each column (numeric only).
+
+    The column keeps its dtype, except an integer column filled with a non-integer mean, which
+    becomes float64 (deterministically, from the dtype alone, so partitions agree).
+    """
+
+    type_name = "FillMissing"
+    in_place = True
+
+    def __init__(self, columns: str | Sequence[str], value: float | int | str | None = 0.0) -> None:
+        self.columns = column_list(columns, "FillMissing")
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float | str)
+        ):
+            raise ConfigError(
+                f"FillMissing: value must be a number, a string or None, got {value!r}"
+            )
+        if isinstance(value, float) and not np.isfinite(value):
+            raise ConfigError(f"FillMissing: value must be finite, got {value!r}")
+        self.value = value
+        self.means_: Moments | None = None
+
+    def get_params(self) -> dict[str, Any]:
+        return {"columns": list(self.columns), "value": self.value}
+
+    @property
+    def input_columns(self) -> tuple[str, ...]:
+        return self.columns
+
+    @property
+    def output_columns(self) -> tuple[str, ...]:
+        return self.columns
+
+    @property
+    def stateful(self) -> bool:
+        return self.value is None
+
+    @property
+    def fitted(self) -> bool:
+        return self.value is not None or self.means_ is not None
+
+    def prepare(self, dtypes: Mapping[str, Any]) -> None:
+        if self.value is None or isinstance(self.value, int | float):
+            require_numeric(dtypes, self.columns, self._where())
+        else:
+            for c in self.columns:
+                if not ptypes.is_string_dtype(dtypes[c]):
+                    raise DataError(
+                        f"{self._where()}: column {c!r} has dtype {dtypes[c]}; a string fill "
+                        "value needs a string column"
+                    )
+
+    def partition_stats(self, frame: pd.DataFrame, ctx: PartitionContext) -> Moments:
+        return Moments.from_partition(frame, self.columns)
+
+    def merge_stats(self, a: Moments, b: Moments) -> Moments:
+        return Moments.merge(a, b)
+
+    def finish_fit(self, stats: Moments) -> None:
+        self.means_ = stats
+
+    def fill_values(self) -> dict[str, float | int | str]:
+        """The value each column's nulls become."""
+        if self.value is not None:
+            return dict.fromkeys(self.columns, self.value)
+        if self.means_ is None:
+            raise NotFittedError(f"{self._where()} is not fitted; call Workflow.fit first")
+        return {c: float(m) for c, m in zip(self.columns, self.means_.mean, strict=True)}
+
+    def transform(self, frame: pd.DataFrame, ctx: PartitionContext) -> dict[str, Any]:
+        out = {}
+        for c, value in self.fill_values().items():
+            s = frame[c]
+            if (
+                ptypes.is_integer_dtype(s.dtype)
+                and isinstance(value, float)
+                and not value.is_integer()
+            ):
+                s = s.astype(np.float64)
+            out[c] = s.fillna(value).array
+        return out
+
+    def column_schema(self, column: str) -> ColumnSchema:
+        return {"tags": [], "cardinality": None}
+
+    def save_state(self) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
+        if self.value is not None:
+            return {}, {}
+        if self.means_ is None:
+            raise NotFittedError(f"{self._where()} is not fitted")
+        return {}, {"moments": self.means_.table()}
+
+    def load_state(self, state: Mapping[str, Any], tables: Mapping[str, pd.DataFrame]) -> None:
+        if self.value is None:
+            self.means_ = Moments.from_table(tables["moments"], self.columns)

@@ -1,0 +1,96 @@
+"""Canonical values for categorical keys (Categorify vocabularies, TargetEncoding groups).
+
+A key column is fitted as one *kind* (int, float, bool or str) and every later frame is cast to
+that kind before lookup or hashing. That keeps train/serve parity when a serving frame arrives
+with another spelling of the same values: ``str`` vs ``string[pyarrow]``, ``int64`` vs a float
+column that only holds whole numbers, ``object`` vs ``str``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pandas.api import types as ptypes
+
+from pipeline.errors import DataError
+
+from .backend import hash_values
+
+KeyKind = Literal["int", "float", "bool", "str"]
+KEY_KINDS: tuple[KeyKind, ...] = ("int", "float", "bool", "str")
+STR_DTYPE = pd.StringDtype(na_value=np.nan)  # pandas 3's default ``str`` dtype
+
+_NUMPY_DTYPES = {"int": np.dtype(np.int64), "float": np.dtype(np.float64), "bool": np.dtype(bool)}
+
+
+def key_kind(dtype: object, column: str, where: str) -> KeyKind:
+    """The kind a categorical column is fitted as; a clear error for dtypes that cannot be keys."""
+    if isinstance(dtype, pd.CategoricalDtype):
+        dtype = dtype.categories.dtype
+    if ptypes.is_bool_dtype(dtype):
+        return "bool"
+    if ptypes.is_integer_dtype(dtype):
+        return "int"
+    if ptypes.is_float_dtype(dtype):
+        return "float"
+    if ptypes.is_string_dtype(dtype):
+        return "str"
+    raise DataError(
+        f"{where}: column {column!r} has dtype {dtype}, which cannot be used as a categorical key; "
+        "cast it to int64 or str first"
+    )
+
+
+def canonical(series: pd.Series, kind: KeyKind, where: str) -> tuple[np.ndarray, pd.Index]:
+    """Split a column into (null mask, canonical values of its non-null rows).
+
+    The values come back as a ``pd.Index`` of the fitted kind, ready for ``get_indexer``,
+    ``groupby`` and hashing.
+    """
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        series = series.astype(series.dtype.categories.dtype if not series.hasnans else object)
+    null = series.isna().to_numpy(dtype=bool)
+    present = series[~null] if null.any() else series
+    is_text = ptypes.is_string_dtype(present.dtype)
+    if kind == "str":
+        if not is_text:
+            raise _mismatch(series, kind, where)
+        return null, pd.Index(present.astype(STR_DTYPE).array, dtype=STR_DTYPE)
+    if is_text and present.dtype != object:
+        raise _mismatch(series, kind, where)
+    try:
+        values = present.to_numpy()
+        if values.dtype == object:  # object column holding numbers (or strings: caught below)
+            values = np.asarray(values.tolist()) if len(values) else values.astype(np.float64)
+        if kind == "int" and values.dtype.kind == "f" and not np.all(np.floor(values) == values):
+            raise _mismatch(series, kind, where, "it holds non-integer values")
+        if kind == "bool" and values.dtype.kind != "b":
+            raise _mismatch(series, kind, where)
+        if values.dtype.kind not in "biuf":
+            raise _mismatch(series, kind, where)
+        values = values.astype(_NUMPY_DTYPES[kind], copy=False)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise _mismatch(series, kind, where) from exc
+    return null, pd.Index(values, dtype=_NUMPY_DTYPES[kind])
+
+
+def hash_keys(values: pd.Index) -> np.ndarray:
+    """Stable uint64 hashes of canonical key values."""
+    if isinstance(values.dtype, pd.StringDtype):
+        return hash_values(values.to_numpy(dtype=object))
+    return hash_values(values.to_numpy())
+
+
+def empty_keys(kind: KeyKind) -> pd.Index:
+    """An empty canonical index of a kind (dtype-stable starting point for merges)."""
+    return pd.Index([], dtype=STR_DTYPE if kind == "str" else _NUMPY_DTYPES[kind])
+
+
+def _mismatch(series: pd.Series, kind: KeyKind, where: str, why: str = "") -> DataError:
+    detail = f" ({why})" if why else ""
+    return DataError(
+        f"{where}: column {series.name!r} was fitted on {kind} values but this frame has dtype "
+        f"{series.dtype}{detail}; cast it to the training dtype before transforming"
+    )

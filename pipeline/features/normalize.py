@@ -1,0 +1,72 @@
+"""Normalize: standardise numeric columns in place to float32 z-scores; nulls stay NaN."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .backend import float_values
+from .base import ColumnSchema, NotFittedError, Op, PartitionContext, column_list
+from .moments import Moments, require_numeric
+
+
+class Normalize(Op):
+    """``(x - mean) / std`` with the population std; a constant column maps to 0."""
+
+    type_name = "Normalize"
+    in_place = True
+
+    def __init__(self, columns: str | Sequence[str]) -> None:
+        self.columns = column_list(columns, "Normalize")
+        self.moments_: Moments | None = None
+
+    def get_params(self) -> dict[str, Any]:
+        return {"columns": list(self.columns)}
+
+    @property
+    def input_columns(self) -> tuple[str, ...]:
+        return self.columns
+
+    @property
+    def output_columns(self) -> tuple[str, ...]:
+        return self.columns
+
+    @property
+    def fitted(self) -> bool:
+        return self.moments_ is not None
+
+    def prepare(self, dtypes: Mapping[str, Any]) -> None:
+        require_numeric(dtypes, self.columns, self._where())
+
+    def partition_stats(self, frame: pd.DataFrame, ctx: PartitionContext) -> Moments:
+        return Moments.from_partition(frame, self.columns)
+
+    def merge_stats(self, a: Moments, b: Moments) -> Moments:
+        return Moments.merge(a, b)
+
+    def finish_fit(self, stats: Moments) -> None:
+        self.moments_ = stats
+
+    def transform(self, frame: pd.DataFrame, ctx: PartitionContext) -> dict[str, Any]:
+        if self.moments_ is None:
+            raise NotFittedError(f"{self._where()} is not fitted; call Workflow.fit first")
+        std = self.moments_.std
+        scale = np.where(std > 0, std, 1.0)
+        return {
+            c: ((float_values(frame[c]) - self.moments_.mean[i]) / scale[i]).astype(np.float32)
+            for i, c in enumerate(self.columns)
+        }
+
+    def column_schema(self, column: str) -> ColumnSchema:
+        return {"tags": ["continuous"], "cardinality": None}
+
+    def save_state(self) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
+        if self.moments_ is None:
+            raise NotFittedError(f"{self._where()} is not fitted")
+        return {}, {"moments": self.moments_.table()}
+
+    def load_state(self, state: Mapping[str, Any], tables: Mapping[str, pd.DataFrame]) -> None:
+        self.moments_ = Moments.from_table(tables["moments"], self.columns)

@@ -1,0 +1,145 @@
+"""Categorify's statistic (value counts) and its fitted encoding (the vocabulary).
+
+Index layout (NVTabular's, so models port): 0 = padding, 1 = null, ``2 .. 2+num_buckets-1`` =
+out-of-vocabulary hash buckets, then the vocabulary by descending count, ties by ascending value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .keys import KeyKind, canonical, empty_keys, hash_keys
+
+PAD_INDEX = 0
+NULL_INDEX = 1
+FIRST_BUCKET = 2
+
+
+@dataclass(frozen=True)
+class ValueCounts:
+    """How often each non-null value occurs, plus the null count.
+
+    ``counts`` is indexed by canonical values in ascending order, so two equal statistics compare
+    equal however the rows were split.
+    """
+
+    kind: KeyKind
+    counts: pd.Series
+    nulls: int
+
+    @classmethod
+    def from_partition(cls, series: pd.Series, kind: KeyKind, where: str) -> ValueCounts:
+        null, values = canonical(series, kind, where)
+        vc = values.value_counts(sort=False)
+        counts = pd.Series(vc.to_numpy(dtype=np.int64), index=vc.index, name="count")
+        return cls(kind, counts.sort_index(), int(null.sum()))
+
+    @classmethod
+    def empty(cls, kind: KeyKind) -> ValueCounts:
+        return cls(kind, pd.Series([], index=empty_keys(kind), dtype=np.int64, name="count"), 0)
+
+    @staticmethod
+    def merge(a: ValueCounts, b: ValueCounts) -> ValueCounts:
+        """Sum counts per value; associative and commutative (exact integer sums)."""
+        if b.counts.empty:
+            counts = a.counts
+        elif a.counts.empty:
+            counts = b.counts
+        else:
+            both = pd.concat([a.counts, b.counts])
+            counts = both.groupby(level=0, sort=True).sum().astype(np.int64).rename("count")
+        return ValueCounts(a.kind, counts, a.nulls + b.nulls)
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """A fitted column encoding; ``values[i]`` encodes to ``first_index + i``."""
+
+    kind: KeyKind
+    values: pd.Index
+    counts: np.ndarray
+    rare: pd.Series
+    nulls: int
+    num_buckets: int
+
+    @property
+    def first_index(self) -> int:
+        return FIRST_BUCKET + self.num_buckets
+
+    @property
+    def cardinality(self) -> int:
+        """Embedding-table size: reserved rows, OOV buckets and vocabulary."""
+        return self.first_index + len(self.values)
+
+    @classmethod
+    def from_counts(cls, stats: ValueCounts, freq_threshold: int, num_buckets: int) -> Vocabulary:
+        """Keep values seen at least ``freq_threshold`` times, most frequent first."""
+        table = pd.DataFrame({"value": stats.counts.index.array, "count": stats.counts.to_numpy()})
+        keep = table["count"].to_numpy() >= freq_threshold
+        vocab = table[keep].sort_values(["count", "value"], ascending=[False, True])
+        rare = table[~keep]
+        return cls(
+            kind=stats.kind,
+            values=pd.Index(vocab["value"].array, dtype=stats.counts.index.dtype),
+            counts=vocab["count"].to_numpy(dtype=np.int64),
+            rare=pd.Series(rare["count"].to_numpy(np.int64), index=pd.Index(rare["value"].array)),
+            nulls=stats.nulls,
+            num_buckets=num_buckets,
+        )
+
+    def bucket(self, values: pd.Index) -> np.ndarray:
+        """OOV bucket of each value: a stable hash, so every process and run agrees."""
+        return FIRST_BUCKET + (hash_keys(values) % np.uint64(self.num_buckets)).astype(np.int64)
+
+    def encode(self, series: pd.Series, where: str) -> np.ndarray:
+        """Vectorised encoding of one column to int64 indices."""
+        null, values = canonical(series, self.kind, where)
+        pos = self.values.get_indexer(values)
+        codes = pos + self.first_index
+        unseen = pos < 0
+        if unseen.any():
+            codes[unseen] = self.bucket(values[unseen])
+        out = np.full(len(series), NULL_INDEX, dtype=np.int64)
+        out[~null] = codes
+        return out
+
+    def table(self) -> pd.DataFrame:
+        """Every seen value with its count and index (vocabulary first, then rare values)."""
+        vocab = pd.DataFrame(
+            {
+                "value": self.values.array,
+                "count": self.counts,
+                "index": np.arange(len(self.values), dtype=np.int64) + self.first_index,
+            }
+        )
+        rare_values = pd.Index(self.rare.index.array, dtype=self.values.dtype)
+        rare = pd.DataFrame(
+            {
+                "value": rare_values.array,
+                "count": self.rare.to_numpy(dtype=np.int64),
+                "index": self.bucket(rare_values),
+            }
+        )
+        return pd.concat([vocab, rare], ignore_index=True) if len(rare) else vocab
+
+    @classmethod
+    def from_table(
+        cls, table: pd.DataFrame, kind: KeyKind, nulls: int, num_buckets: int
+    ) -> Vocabulary:
+        """Inverse of ``table`` (for loading a saved workflow)."""
+        dtype = empty_keys(kind).dtype
+        first = FIRST_BUCKET + num_buckets
+        index = table["index"].to_numpy(dtype=np.int64)
+        vocab = table[index >= first].sort_values("index")
+        rare = table[index < first]
+        return cls(
+            kind=kind,
+            values=pd.Index(vocab["value"].array, dtype=dtype),
+            counts=vocab["count"].to_numpy(dtype=np.int64),
+            rare=pd.Series(rare["count"].to_numpy(np.int64), index=pd.Index(rare["value"].array)),
+            nulls=nulls,
+            num_buckets=num_buckets,
+        )
