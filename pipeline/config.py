@@ -61,11 +61,13 @@ class LabelSpec(_Strict):
 
 
 class SplitSpec(_Strict):
-    """Temporal split: the last ``holdout_days`` are held out for evaluation; the ranker learns to
-    predict the ``label_days`` before the holdout from the history before them."""
+    """Temporal split: the last ``holdout_days`` are held out for evaluation. Before them lie
+    ``label_windows`` consecutive windows of ``label_days``; for each, the ranker learns to predict
+    the window's interactions from the history before it (stacked windows: more training users)."""
 
     holdout_days: float = Field(14.0, gt=0)
-    label_days: float = Field(28.0, gt=0)
+    label_days: float = Field(14.0, gt=0)
+    label_windows: int = Field(4, ge=1)
 
 
 class CategorifyOp(_Strict):

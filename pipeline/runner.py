@@ -197,21 +197,23 @@ class NightlyRun:
         if rows == 0:
             raise DataError(f"data.interactions: {spec.data.interactions.path} has no rows")
         holdout_start = int(t_max) - int(spec.split.holdout_days * DAY)
-        label_start = holdout_start - int(spec.split.label_days * DAY)
-        if label_start <= int(t_min):
+        window = int(spec.split.label_days * DAY)
+        label_starts = [holdout_start - window * (w + 1) for w in range(spec.split.label_windows)]
+        if label_starts[-1] <= int(t_min):
             raise ConfigError(
                 f"split: the log spans {(t_max - t_min) / DAY:.1f} days, too short for "
-                f"holdout_days={spec.split.holdout_days} plus label_days="
-                f"{spec.split.label_days}; lower them"
+                f"holdout_days={spec.split.holdout_days} plus {spec.split.label_windows} "
+                f"label window(s) of label_days={spec.split.label_days}; lower them"
             )
-        split = {"first_event": int(t_min), "label_start": label_start,
-                 "holdout_start": holdout_start, "last_event": int(t_max)}
+        split = {"first_event": int(t_min), "label_starts": label_starts,
+                 "label_start": label_starts[-1], "holdout_start": holdout_start,
+                 "last_event": int(t_max)}
         return {"rows": int(rows), "users": int(n_users), "items": int(n_items),
                 "partitions": n_parts, "split": split,
                 "inputs": {"interactions": str(spec.data.interactions.path)}}
 
     def fit_features(self) -> dict[str, Any]:
-        """Fit the feature workflow on the history before the label window (no leakage)."""
+        """Fit the feature workflow on the history before the first label window (no leakage)."""
         from pipeline.features import Workflow
 
         events = self._events()
@@ -227,15 +229,19 @@ class NightlyRun:
         shutil.rmtree(self.paths.workflow, ignore_errors=True)
         workflow.save(self.paths.workflow)
         return {"fit_rows": int(history.shape[0].compute()),
-                "output_columns": list(workflow.output_columns)}
+                "output_schema": workflow.output_schema}
 
     def train(self) -> dict[str, Any]:
+        """Stack one block of labelled candidate rows per label window, then train."""
         split = self._split()
-        ctx = self._context(split["label_start"])
         features = ranker_feature_columns(load_feature_workflow(self.paths.workflow))
-        rows = map_user_partitions(self._events(), training_partition, ctx,
-                                   split["holdout_start"], features,
-                                   self.spec.ranker.validation_fraction)
+        ends = [split["holdout_start"], *split["label_starts"][:-1]]
+        blocks = [
+            map_user_partitions(self._events(), training_partition, self._context(start), end,
+                                features, self.spec.ranker.validation_fraction)
+            for start, end in zip(split["label_starts"], ends, strict=True)
+        ]
+        rows = dd.concat(blocks)
         report = train_xgboost(self.client, rows, features, self.spec.ranker, self.paths.model)
         return {"model": str(self.paths.model), "features": features, **report.__dict__}
 

@@ -67,7 +67,7 @@ def load_feature_workflow(path: str | Path) -> Any:
 def ranker_feature_columns(workflow: Any) -> list[str]:
     """The model's inputs: candidate signals plus every column the feature workflow produces,
     except the user id (a per-user identifier memorises rather than generalises)."""
-    produced = [c for c in workflow.output_columns if c != USER]
+    produced = [c for c, col in workflow.output_schema.items() if col["ops"] and c != USER]
     return SIGNAL_FEATURES + produced
 
 
@@ -82,11 +82,13 @@ def _target_users(events: pd.DataFrame, cutoff: int, window_end: int | None) -> 
 
 def candidate_rows(
     events: pd.DataFrame, ctx: NightContext, window_end: int | None, *, rank: bool = True
-) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
-    """Stages 1-2 and the rank stage's input: filtered candidates with transformed features.
+) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame, np.ndarray]:
+    """Stages 1-2 and the rank stage's input.
 
-    Returns ``(rows, history, users)``; with ``rank=False`` (popularity baseline) the rows
-    carry only the popularity candidates and no features.
+    Returns ``(rows, features, history, users)``: ``rows`` are the filtered candidates with raw
+    ids, ``features`` the same rows (same order) after the feature workflow, whose Categorify
+    replaces ids by codes. With ``rank=False`` (popularity baseline) only the popularity
+    generator runs and ``features`` is None.
     """
     history = events[events[TIME] < ctx.cutoff]
     users = _target_users(events, ctx.cutoff, window_end)
@@ -102,12 +104,13 @@ def candidate_rows(
     rows = merge_candidates(by_pop, by_cooc)
     if ctx.exclude_seen:
         rows = drop_seen(rows, history)
+    rows = rows.reset_index(drop=True)
     if not rank:
-        return rows, history, users
-    rows = add_signals(rows, history, ctx.popular, ctx.cutoff)
-    rows = join_side_tables(rows, ctx.users, ctx.items)
-    rows = load_feature_workflow(ctx.workflow_dir).transform(rows)
-    return rows, history, users
+        return rows, None, history, users
+    features = add_signals(rows, history, ctx.popular, ctx.cutoff)
+    features = join_side_tables(features, ctx.users, ctx.items)
+    features = load_feature_workflow(ctx.workflow_dir).transform(features)
+    return rows, features, history, users
 
 
 def training_partition(
@@ -116,11 +119,11 @@ def training_partition(
 ) -> pd.DataFrame:
     """Ranker training rows: candidates as of the cutoff, labelled 1 when the user interacted
     with the item in ``[cutoff, window_end)``; ``is_valid`` holds out a stable share of users."""
-    rows, _, _ = candidate_rows(events, ctx, window_end)
+    rows, encoded, _, _ = candidate_rows(events, ctx, window_end)
     window = events[(events[TIME] >= ctx.cutoff) & (events[TIME] < window_end)]
     positives = window[[USER, ITEM]].drop_duplicates().assign(label=np.float32(1.0))
     labelled = rows[[USER, ITEM]].merge(positives, on=[USER, ITEM], how="left")
-    out = rows[features].astype(np.float32)
+    out = encoded[features].astype(np.float32).reset_index(drop=True)
     out["label"] = labelled["label"].fillna(0.0).to_numpy(dtype=np.float32)
     out["is_valid"] = user_bucket(rows[USER]) < validation_fraction
     return out.reset_index(drop=True)
@@ -141,13 +144,13 @@ def recommend_partition(
     users to those active in ``[cutoff, window_end)`` (evaluation).
     """
     if model_dir is None:
-        rows, history, users = candidate_rows(events, ctx, window_end, rank=False)
+        rows, _, history, users = candidate_rows(events, ctx, window_end, rank=False)
         scored = rows.assign(score=(1.0 / rows["pop_rank"]).astype(np.float32))
     else:
-        rows, history, users = candidate_rows(events, ctx, window_end)
+        rows, encoded, history, users = candidate_rows(events, ctx, window_end)
         booster, features = load_ranker(model_dir)
         scored = rows[[USER, ITEM, "source"]].assign(
-            score=predict(booster, feature_matrix(rows, features))
+            score=predict(booster, feature_matrix(encoded, features))
         )
     lists = top_k(scored, ctx.k)
     return fill_short_lists(lists, users, ctx.popular, history, ctx.k)
