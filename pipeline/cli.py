@@ -26,9 +26,14 @@ def _setup_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    if verbose:
+        return
+    # distributed sets its loggers to INFO when imported: import it first, then keep routine
+    # cluster chatter (workers starting, P2P shuffles) out of the run log.
+    import distributed  # noqa: F401
+
     for noisy in ("distributed", "dask", "xgboost", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    # P2P shuffles log every start/stop at WARNING; they are routine here.
     logging.getLogger("distributed.shuffle").setLevel(logging.ERROR)
 
 

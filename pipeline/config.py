@@ -131,7 +131,7 @@ class FilterSpec(_Strict):
 
 class RankerSpec(_Strict):
     model: Literal["xgboost"] = "xgboost"
-    objective: Literal["binary:logistic"] = "binary:logistic"
+    objective: Literal["binary:logistic", "rank:ndcg", "rank:pairwise"] = "binary:logistic"
     num_boost_round: int = Field(300, ge=1)
     early_stopping_rounds: int = Field(30, ge=1)
     validation_fraction: float = Field(0.2, gt=0, lt=1)

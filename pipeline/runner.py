@@ -8,6 +8,8 @@ re-runs them), and publish counts as finished only while Redis still holds its v
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import shutil
 import time
@@ -24,7 +26,7 @@ from distributed import Client
 from pipeline.config import WorkflowSpec
 from pipeline.errors import ConfigError, DataError
 from pipeline.io import ITEM, RATING, TIME, USER, read_interactions, read_side_table
-from pipeline.manifest import Manifest, utc_now
+from pipeline.manifest import MANIFEST, Manifest, utc_now
 from pipeline.recommend.batch import (
     NightContext,
     load_feature_workflow,
@@ -76,11 +78,17 @@ class NightlyRun:
                  *, force: bool = False) -> None:
         self.spec, self.date, self.client, self.redis_url = spec, date, client, redis_url
         self.paths = RunPaths(spec.run.dir / spec.name / date)
-        if force and self.paths.root.exists():
+        fingerprint = workflow_fingerprint(spec)
+        if self.paths.root.exists() and (force or _recorded_fingerprint(self.paths.root)
+                                         != fingerprint):
+            if not force:
+                log.warning("the workflow changed since %s last ran: re-running every stage",
+                            date)
             shutil.rmtree(self.paths.root)
         self.manifest = Manifest.open(
-            self.paths.root, workflow=spec.name, date=date,
+            self.paths.root, workflow=spec.name, date=date, workflow_fingerprint=fingerprint,
             workflow_file=str(spec.source) if spec.source else None,
+            workflow_spec=spec.model_dump(mode="json"),
         )
         self._side: tuple[pd.DataFrame | None, pd.DataFrame | None] | None = None
 
@@ -292,6 +300,22 @@ class NightlyRun:
         return {"version": report.version, "users": report.users,
                 "keys_written": report.keys_written,
                 "removed_versions": list(report.removed_versions)}
+
+
+def workflow_fingerprint(spec: WorkflowSpec) -> str:
+    """A hash of everything the workflow file says: a changed file means a different run."""
+    text = json.dumps(spec.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _recorded_fingerprint(run_dir: Path) -> str | None:
+    path = run_dir / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text()).get("workflow_fingerprint")
+    except json.JSONDecodeError:
+        return None
 
 
 def build_ops(spec: WorkflowSpec) -> list[Any]:

@@ -58,7 +58,7 @@ def workflow_file(path: Path, data: Path, runs: Path, name: str, **overrides: An
             "users": {"path": str(data / "users"), "key": "user_id"},
             "items": {"path": str(data / "items"), "key": "item_id"},
         },
-        "split": {"holdout_days": 10, "label_days": 20},
+        "split": {"holdout_days": 10, "label_days": 10, "label_windows": 3},
         "features": [
             {"op": "categorify", "columns": ["user_id", "item_id", "gender", "genre"]},
             {"op": "normalize", "columns": ["age"]},

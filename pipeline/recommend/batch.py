@@ -125,8 +125,12 @@ def training_partition(
     labelled = rows[[USER, ITEM]].merge(positives, on=[USER, ITEM], how="left")
     out = encoded[features].astype(np.float32).reset_index(drop=True)
     out["label"] = labelled["label"].fillna(0.0).to_numpy(dtype=np.float32)
-    out["is_valid"] = user_bucket(rows[USER]) < validation_fraction
-    return out.reset_index(drop=True)
+    bucket = user_bucket(rows[USER])
+    out["is_valid"] = bucket < validation_fraction
+    # Query id for ranking objectives: one group per (user, window); rows sorted by it, as
+    # XGBoost requires, and no group spans two partitions since a user lives in one.
+    out["qid"] = (bucket * 2**25).astype(np.int64) * 64 + (ctx.cutoff // 86_400) % 64  # < 2^31
+    return out.sort_values("qid", kind="stable").reset_index(drop=True)
 
 
 def user_bucket(users: pd.Series) -> np.ndarray:

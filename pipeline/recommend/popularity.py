@@ -18,7 +18,8 @@ DAY = 86_400
 @dataclass(frozen=True)
 class Popularity:
     """``items``: one row per item seen before the cutoff, most popular first, with ``pop_count``
-    (all time), ``pop_recent`` (the last ``recent_days``) and ``pop_rank`` (1-based)."""
+    (all time), ``pop_recent`` (the last ``recent_days``), ``pop_rank`` (1-based), ``pop_week``
+    (the last 7 days) and ``item_age_days`` (since the item's first event: new releases trend)."""
 
     items: pd.DataFrame
 
@@ -31,8 +32,15 @@ def fit_popularity(events: dd.DataFrame, cutoff: int, recent_days: float) -> Pop
     client."""
     history = events[events[TIME] < cutoff]
     recent = history[history[TIME] >= cutoff - int(recent_days * DAY)]
-    total, latest = dask.compute(history[ITEM].value_counts(), recent[ITEM].value_counts())
-    return Popularity(rank_items(total, latest))
+    week = history[history[TIME] >= cutoff - 7 * DAY]
+    total, latest, last_week, first_seen = dask.compute(
+        history[ITEM].value_counts(), recent[ITEM].value_counts(),
+        week[ITEM].value_counts(), history.groupby(ITEM)[TIME].min(),
+    )
+    items = rank_items(total, latest)
+    items["pop_week"] = last_week.reindex(items[ITEM]).fillna(0).to_numpy(dtype="int64")
+    items["item_age_days"] = (cutoff - first_seen.reindex(items[ITEM]).to_numpy()) / DAY
+    return Popularity(items)
 
 
 def rank_items(total: pd.Series, recent: pd.Series) -> pd.DataFrame:

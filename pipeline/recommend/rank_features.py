@@ -16,6 +16,8 @@ SIGNAL_FEATURES = [
     "cooc_score",
     "pop_count_log",
     "pop_recent_log",
+    "pop_week_log",
+    "item_age_days",
     "user_events_log",
     "user_days_since_last",
     "user_seen_share",
@@ -27,7 +29,8 @@ def add_signals(
 ) -> pd.DataFrame:
     """Add the ``SIGNAL_FEATURES`` columns: recency and repeat signals the rankers need to beat
     popularity on a temporal split."""
-    rows = candidates.merge(popular[[ITEM, "pop_count", "pop_recent"]], on=ITEM, how="left")
+    stats = popular[[ITEM, "pop_count", "pop_recent", "pop_week", "item_age_days"]]
+    rows = candidates.merge(stats, on=ITEM, how="left")
     activity = history.groupby(USER).agg(events=(ITEM, "size"), last=(TIME, "max"))
     activity = activity.reindex(rows[USER].to_numpy())
     events = activity["events"].fillna(0).to_numpy(dtype=np.float64)
@@ -36,12 +39,13 @@ def add_signals(
     rows["cooc_rank_log"] = np.log1p(rows["cooc_rank"].to_numpy(dtype=np.float64))
     rows["pop_count_log"] = np.log1p(rows["pop_count"].fillna(0).to_numpy(dtype=np.float64))
     rows["pop_recent_log"] = np.log1p(rows["pop_recent"].fillna(0).to_numpy(dtype=np.float64))
+    rows["pop_week_log"] = np.log1p(rows["pop_week"].fillna(0).to_numpy(dtype=np.float64))
     rows["user_events_log"] = np.log1p(events)
     rows["user_days_since_last"] = (cutoff - last) / DAY
     # Share of this item's all-time audience the user's activity level represents: a cheap
     # interaction of user activity and item popularity.
     rows["user_seen_share"] = events / (1.0 + rows["pop_count"].fillna(0).to_numpy())
-    return rows.drop(columns=["pop_count", "pop_recent"])
+    return rows.drop(columns=["pop_count", "pop_recent", "pop_week"])
 
 
 def join_side_tables(

@@ -44,9 +44,10 @@ class TrainReport:
 def train_xgboost(
     client: Client, rows: dd.DataFrame, features: list[str], spec: RankerSpec, out: Path
 ) -> TrainReport:
-    """Train ``binary:logistic`` on ``rows`` (``features`` + ``label`` + ``is_valid``) and save.
+    """Train on ``rows`` (``features``, ``label``, ``is_valid``, ``qid``) and save the model.
 
-    Early stopping watches log-loss on the validation users (``is_valid``).
+    Early stopping watches the validation users (``is_valid``): log-loss for
+    ``binary:logistic``, NDCG@10 per (user, window) group for the ranking objectives.
     """
     import xgboost as xgb
     import xgboost.dask as dxgb
@@ -63,13 +64,19 @@ def train_xgboost(
             "counts in the workflow file"
         )
     train, valid = rows[~rows["is_valid"]], rows[rows["is_valid"]]
-    dtrain = dxgb.DaskQuantileDMatrix(client, train[features], train["label"])
+    ranking = spec.objective.startswith("rank:")
+
+    def matrix(part: dd.DataFrame, ref: Any = None) -> Any:
+        return dxgb.DaskQuantileDMatrix(client, part[features], part["label"], ref=ref,
+                                        qid=part["qid"] if ranking else None)
+
+    dtrain = matrix(train)
     evals = [(dtrain, "train")]
     if n_valid:
-        evals.append((dxgb.DaskQuantileDMatrix(client, valid[features], valid["label"],
-                                               ref=dtrain), "valid"))
+        evals.append((matrix(valid, dtrain), "valid"))
+    metrics = ["auc", "ndcg@10"] if ranking else ["auc", "logloss"]
     params = {**DEFAULT_PARAMS, **spec.params, "objective": spec.objective,
-              "eval_metric": ["auc", "logloss"], "seed": spec.seed, "nthread": 1}
+              "eval_metric": metrics, "seed": spec.seed, "nthread": 1}
     output = dxgb.train(
         client, params, dtrain, num_boost_round=spec.num_boost_round, evals=evals,
         early_stopping_rounds=spec.early_stopping_rounds if n_valid else None,
@@ -78,10 +85,11 @@ def train_xgboost(
     booster: xgb.Booster = output["booster"]
     history = output["history"]["valid" if n_valid else "train"]
     best_iteration = int(getattr(booster, "best_iteration", spec.num_boost_round - 1))
+    metric = metrics[-1]
     report = TrainReport(
         best_iteration=best_iteration,
-        best_score=float(history["logloss"][min(best_iteration, len(history["logloss"]) - 1)]),
-        metric="logloss",
+        best_score=float(history[metric][min(best_iteration, len(history[metric]) - 1)]),
+        metric=metric,
         train_rows=n_train,
         valid_rows=n_valid,
         positives=positives,
