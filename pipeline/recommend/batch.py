@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import dask
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
+from distributed import get_client
 
 from pipeline.config import CandidatesSpec
 from pipeline.io import ITEM, TIME, USER
@@ -164,8 +164,10 @@ def map_user_partitions(
     events: dd.DataFrame, fn: Callable[..., pd.DataFrame], *args: Any
 ) -> dd.DataFrame:
     """Apply ``fn(partition, *args)`` to every partition; its output schema comes from running
-    it on an empty partition locally, and ``args`` are broadcast once as delayed objects."""
+    it on an empty partition locally. A ``NightContext`` is scattered to the cluster once rather
+    than embedded in the task graph (its neighbour table can be megabytes)."""
     empty = pd.DataFrame({c: pd.Series(dtype=t) for c, t in events.dtypes.items()})
     meta = fn(empty, *args)
-    shared = [dask.delayed(a, pure=True) if isinstance(a, NightContext) else a for a in args]
+    client = get_client()
+    shared = [client.scatter(a, hash=False) if isinstance(a, NightContext) else a for a in args]
     return events.map_partitions(fn, *shared, meta=meta, align_dataframes=False)
