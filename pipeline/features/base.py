@@ -166,3 +166,18 @@ class Op(ABC):
     def _where(self) -> str:
         """How error messages name this op."""
         return repr(self)
+
+
+class InPlaceOp(Op):
+    """An op that reads ``self.columns`` and replaces each of them with its transformed value."""
+
+    columns: tuple[str, ...]
+    in_place: ClassVar[bool] = True
+
+    @property
+    def input_columns(self) -> tuple[str, ...]:
+        return self.columns
+
+    @property
+    def output_columns(self) -> tuple[str, ...]:
+        return self.columns

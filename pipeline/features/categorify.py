@@ -9,12 +9,12 @@ import pandas as pd
 
 from pipeline.errors import ConfigError
 
-from .base import ColumnSchema, NotFittedError, Op, PartitionContext, column_list
+from .base import ColumnSchema, InPlaceOp, NotFittedError, PartitionContext, column_list
 from .keys import KeyKind, key_kind
 from .vocab import ValueCounts, Vocabulary
 
 
-class Categorify(Op):
+class Categorify(InPlaceOp):
     """Encode each column in place: 0 padding, 1 null, OOV buckets, then values by frequency.
 
     Values seen fewer than ``freq_threshold`` times, and values never seen, hash into one of
@@ -22,7 +22,6 @@ class Categorify(Op):
     """
 
     type_name = "Categorify"
-    in_place = True
 
     def __init__(
         self, columns: str | Sequence[str], freq_threshold: int = 0, num_buckets: int = 1
@@ -48,14 +47,6 @@ class Categorify(Op):
             "freq_threshold": self.freq_threshold,
             "num_buckets": self.num_buckets,
         }
-
-    @property
-    def input_columns(self) -> tuple[str, ...]:
-        return self.columns
-
-    @property
-    def output_columns(self) -> tuple[str, ...]:
-        return self.columns
 
     @property
     def fitted(self) -> bool:

@@ -11,11 +11,11 @@ from pandas.api import types as ptypes
 
 from pipeline.errors import ConfigError, DataError
 
-from .base import ColumnSchema, NotFittedError, Op, PartitionContext, column_list
+from .base import ColumnSchema, InPlaceOp, NotFittedError, PartitionContext, column_list
 from .moments import Moments, require_numeric
 
 
-class FillMissing(Op):
+class FillMissing(InPlaceOp):
     """Fill nulls in place. ``value=None`` learns the mean of each column (numeric only).
 
     The column keeps its dtype, except an integer column filled with a non-integer mean, which
@@ -23,7 +23,6 @@ class FillMissing(Op):
     """
 
     type_name = "FillMissing"
-    in_place = True
 
     def __init__(self, columns: str | Sequence[str], value: float | int | str | None = 0.0) -> None:
         self.columns = column_list(columns, "FillMissing")
@@ -40,14 +39,6 @@ class FillMissing(Op):
 
     def get_params(self) -> dict[str, Any]:
         return {"columns": list(self.columns), "value": self.value}
-
-    @property
-    def input_columns(self) -> tuple[str, ...]:
-        return self.columns
-
-    @property
-    def output_columns(self) -> tuple[str, ...]:
-        return self.columns
 
     @property
     def stateful(self) -> bool:

@@ -9,15 +9,14 @@ import numpy as np
 import pandas as pd
 
 from .backend import float_values
-from .base import ColumnSchema, NotFittedError, Op, PartitionContext, column_list
+from .base import ColumnSchema, InPlaceOp, NotFittedError, PartitionContext, column_list
 from .moments import Moments, require_numeric
 
 
-class Normalize(Op):
+class Normalize(InPlaceOp):
     """``(x - mean) / std`` with the population std; a constant column maps to 0."""
 
     type_name = "Normalize"
-    in_place = True
 
     def __init__(self, columns: str | Sequence[str]) -> None:
         self.columns = column_list(columns, "Normalize")
@@ -25,14 +24,6 @@ class Normalize(Op):
 
     def get_params(self) -> dict[str, Any]:
         return {"columns": list(self.columns)}
-
-    @property
-    def input_columns(self) -> tuple[str, ...]:
-        return self.columns
-
-    @property
-    def output_columns(self) -> tuple[str, ...]:
-        return self.columns
 
     @property
     def fitted(self) -> bool:
