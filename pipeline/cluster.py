@@ -36,7 +36,7 @@ def dask_client(spec: ClusterSpec | None = None) -> Iterator[Client]:
     address = spec.address if spec.kind == "address" else env_address
     if address:
         try:
-            client = Client(address, timeout="20s")
+            client = Client(address, timeout=spec.connect_timeout)
         except (OSError, TimeoutError) as exc:
             raise RecpipeError(
                 f"cannot reach the Dask scheduler at {address} ({exc}); start it with "
@@ -52,9 +52,9 @@ def dask_client(spec: ClusterSpec | None = None) -> Iterator[Client]:
         threads_per_worker=spec.threads_per_worker,
         processes=True,
         memory_limit=spec.memory_limit,
-        dashboard_address=None,
+        dashboard_address=":0",  # a free port: nightly runs on one host must not collide
     )
-    log.info("started a local Dask cluster: %d workers x %d threads", n_workers,
-             spec.threads_per_worker)
+    log.info("started a local Dask cluster: %d workers x %d threads, dashboard %s", n_workers,
+             spec.threads_per_worker, cluster.dashboard_link)
     with cluster, Client(cluster) as client:
         yield client

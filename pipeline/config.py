@@ -159,6 +159,7 @@ class ClusterSpec(_Strict):
     n_workers: int | None = Field(None, ge=1)
     threads_per_worker: int = Field(1, ge=1)
     memory_limit: str = "auto"
+    connect_timeout: str = Field("20s", description="how long to wait for a scheduler address")
 
     @model_validator(mode="after")
     def _address_given(self) -> ClusterSpec:
