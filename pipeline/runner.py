@@ -100,10 +100,12 @@ class NightlyRun:
             "prepare": self.prepare, "features": self.fit_features, "train": self.train,
             "evaluate": self.evaluate, "recommend": self.recommend, "publish": self.publish,
         }
+        ran_earlier_stage = False  # a stage that runs invalidates every stage after it
         for name in STAGES:
-            if self._finished(name):
+            if not ran_earlier_stage and self._finished(name):
                 log.info("stage %s: already done for %s, skipped", name, self.date)
                 continue
+            ran_earlier_stage = True
             log.info("stage %s: started", name)
             self.manifest.record(name, status="running", started=utc_now())
             started = time.perf_counter()
