@@ -15,11 +15,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import uvicorn
-from starlette.applications import Starlette
 
 from pipeline.publish import EmbeddedRedis, publish_lists
 from pipeline.publish.keys import round_significant
-from pipeline.serve import RecommendationError, RecpipeClient, create_app
+from pipeline.serve import LookupApp, RecommendationError, RecpipeClient, create_app
 
 FALLBACK = [7001, 7002, 7003, 7004]
 LENGTHS = {0: 20, 1: 5, 2: 1}  # user id -> list length; users 3.. have 20
@@ -43,7 +42,7 @@ def _lists(user_ids: list[object], lengths: dict[object, int]) -> tuple[dd.DataF
 class ServerThread:
     """uvicorn serving ``app`` on a free port of 127.0.0.1, in a background thread."""
 
-    def __init__(self, app: Starlette) -> None:
+    def __init__(self, app: LookupApp) -> None:
         config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -96,6 +95,8 @@ def test_known_user_over_real_http(base_url: str, published: tuple[str, str, dic
         assert client.recommendations(0, k=3)["items"] == expected[0][0][:3]
         assert client.recommendations(1, k=1000)["items"] == expected[1][0]  # all 5 stored
         assert client.recommendations("007", k=20)["items"] == expected[7][0]  # int ids normalised
+        many = client.recommendations_many([0, 999_999], k=2)
+        assert [r["items"] for r in many["results"]] == [expected[0][0][:2], FALLBACK[:2]]
         assert client.ready()
 
 
@@ -123,7 +124,7 @@ def test_health_and_readiness(base_url: str, published: tuple[str, str, dict]) -
     assert missing.status_code == 404 and missing.json()["error"] == "http_error"
 
 
-def _asgi_get(app: Starlette, path: str) -> httpx.Response:
+def _asgi_get(app: LookupApp, path: str) -> httpx.Response:
     async def call() -> httpx.Response:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:

@@ -11,7 +11,7 @@ from typing import Any
 
 _EXPORTS = {
     "EmbeddedRedis": "pipeline.publish.embedded",
-    "redis_connection": "pipeline.publish.embedded",
+    "redis_connection": "pipeline.publish.connect",
     "PublishError": "pipeline.publish.lock",
     "PublishReport": "pipeline.publish.writer",
     "current_version": "pipeline.publish.writer",

@@ -19,15 +19,26 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote
 
 import redis
-from redis.backoff import ExponentialWithJitterBackoff
-from redis.retry import Retry
 
-from pipeline.errors import RecpipeError, StoreUnavailableError
+from pipeline.errors import RecpipeError
+
+# Re-exported: callers imported these from here before connections got their own module.
+from pipeline.publish.connect import mask_url, redis_connection, unavailable
+
+__all__ = [
+    "EmbeddedRedis",
+    "EmbeddedRedisError",
+    "mask_url",
+    "redis_connection",
+    "unavailable",
+    "valkey_binary",
+]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -67,12 +78,26 @@ def _die_with_parent() -> None:
 class EmbeddedRedis:
     """A private valkey-server on 127.0.0.1 for tests and the no-setup default.
 
-    Use as a context manager, or call ``start()`` and ``stop()``. ``url`` is ``redis://127.0.0.1:PORT/0``.
+    Use as a context manager, or call ``start()`` and ``stop()``. ``url`` is
+    ``redis://127.0.0.1:PORT/0`` (``redis://:PASSWORD@...`` with a ``password``). ``binary`` runs
+    another Redis-compatible server (e.g. Debian's ``redis-server``) and ``args`` go to it last
+    (e.g. ``--cluster-enabled yes``): tests use them for password-protected and cluster servers.
     """
 
-    def __init__(self, port: int | None = None, *, start_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        start_timeout: float = 10.0,
+        password: str | None = None,
+        binary: str | Path | None = None,
+        args: Sequence[str] = (),
+    ) -> None:
         self._requested_port = port
         self._start_timeout = start_timeout
+        self._password = password
+        self._binary = None if binary is None else Path(binary)
+        self._args = list(args)
         self.port: int | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._dir: Path | None = None
@@ -81,7 +106,8 @@ class EmbeddedRedis:
     def url(self) -> str:
         if self.port is None:
             raise EmbeddedRedisError("the embedded Redis is not started; call start() first")
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = "" if self._password is None else f":{quote(self._password, safe='')}@"
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     @property
     def log_path(self) -> Path | None:
@@ -95,7 +121,7 @@ class EmbeddedRedis:
         """
         if self._process is not None:
             raise EmbeddedRedisError("the embedded Redis is already started")
-        binary = valkey_binary()
+        binary = self._binary or valkey_binary()
         attempts = 1 if self._requested_port else 3
         for attempt in range(attempts):
             try:
@@ -123,6 +149,8 @@ class EmbeddedRedis:
             "--daemonize", "no",
             "--dir", str(self._dir),
             "--logfile", "",
+            *(["--requirepass", self._password] if self._password is not None else []),
+            *self._args,
         ]  # fmt: skip
         # The log goes to a file, not a pipe: nobody reads a pipe, and a full one blocks the server.
         with open(self._dir / "server.log", "wb") as log:
@@ -139,7 +167,13 @@ class EmbeddedRedis:
     def _wait_ready(self) -> None:
         assert self._process is not None
         deadline = time.monotonic() + self._start_timeout
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=0.5, retry=None)
+        client = redis.Redis(
+            host="127.0.0.1",
+            port=self.port,
+            password=self._password,
+            socket_timeout=0.5,
+            retry=None,
+        )
         try:
             while True:
                 if self._process.poll() is not None:
@@ -191,48 +225,3 @@ class EmbeddedRedis:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-
-def mask_url(url: str) -> str:
-    """The URL with its password replaced by ``***``, fit for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-
-
-def unavailable(url: str, exc: BaseException) -> StoreUnavailableError:
-    """The error to raise when Redis at ``url`` cannot be reached: names the URL and the fix."""
-    return StoreUnavailableError(
-        f"cannot reach Redis at {mask_url(url)} ({type(exc).__name__}: {exc}). "
-        "Start Redis there, or set REDIS_URL to a running server."
-    )
-
-
-def redis_connection(url: str, *, retries: int = 2, timeout: float = 5.0) -> redis.Redis:
-    """A ``redis.Redis`` for ``url`` that answered PING; an unreachable server raises
-    ``StoreUnavailableError`` quickly (few retries) instead of a bare ``ConnectionError``."""
-    retry = Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries)
-    try:
-        client = redis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=retry
-        )
-    except ValueError as exc:
-        raise StoreUnavailableError(
-            f"bad Redis URL {mask_url(url)}: {exc}; use redis://HOST:PORT/DB"
-        ) from exc
-    try:
-        client.ping()
-    except (redis.AuthenticationError, redis.ResponseError) as exc:  # NOAUTH / WRONGPASS
-        client.close()
-        raise StoreUnavailableError(
-            f"Redis at {mask_url(url)} refused the connection: {exc}; check the password in the URL"
-        ) from exc
-    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-        client.close()
-        raise unavailable(url, exc) from exc
-    return client

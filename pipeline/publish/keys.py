@@ -82,22 +82,32 @@ class Keys:
         return f"recpipe:{self.namespace}:v:{version}:u:*"
 
 
+# Exact doubles 10**0 .. 10**22: a table lookup instead of a power per value.
+_POW10 = 10.0 ** np.arange(23)
+
+
 def round_significant(values: np.ndarray, digits: int = SCORE_DIGITS) -> np.ndarray:
     """Round to ``digits`` significant digits, vectorised (so repr() prints at most that many)."""
     x = np.asarray(values, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        decimals = digits - 1 - np.floor(np.log10(np.abs(x)))
+    ok = np.isfinite(decimals)  # excludes 0, NaN and infinities, which stay as they are
+    if ok.all() and len(x) and decimals.min() >= 0 and decimals.max() <= 22:
+        # The common case (scores below 10**digits, not tiny): no masks, no copies.
+        scale = _POW10[decimals.astype(np.int64)]
+        return np.round(x * scale) / scale
     out = x.copy()
-    ok = np.isfinite(x) & (x != 0)
     if not ok.any():
         return out
     v = x[ok]
-    decimals = digits - 1 - np.floor(np.log10(np.abs(v))).astype(np.int64)
+    d = decimals[ok].astype(np.int64)
     rounded = np.empty_like(v)
-    up = decimals >= 0
+    up = d >= 0
     # Powers of ten up to 1e22 are exact doubles, so k / 10**d is the double nearest the decimal.
-    scale = 10.0 ** np.abs(decimals)
+    scale = _POW10[np.minimum(np.abs(d), 22)]
     rounded[up] = np.round(v[up] * scale[up]) / scale[up]
     rounded[~up] = np.round(v[~up] / scale[~up]) * scale[~up]
-    rare = np.flatnonzero(np.abs(decimals) > 22)  # tiny or huge: exact powers run out; rare
+    rare = np.flatnonzero(np.abs(d) > 22)  # tiny or huge: exact powers run out; rare
     for i in rare:
         rounded[i] = float(f"{v[i]:.{digits}g}")
     out[ok] = rounded

@@ -40,7 +40,9 @@ class PublishError(RecpipeError):
 class NamespaceLock:
     """Context manager holding ``key`` while a publish or rollback runs."""
 
-    def __init__(self, client: redis.Redis, key: str, *, ttl: float = 30.0) -> None:
+    def __init__(
+        self, client: redis.Redis | redis.RedisCluster, key: str, *, ttl: float = 30.0
+    ) -> None:
         self._client = client
         self.key = key
         self._ttl_ms = int(ttl * 1000)

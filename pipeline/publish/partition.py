@@ -3,9 +3,12 @@
 Runs inside a Dask task, so the rows never travel to the client; what comes back is a few counts and
 a small random sample of (key, digest) pairs for the client's read-back check.
 
-Each key is written with ``SET ... GET``: a nil reply means a new key. A non-nil reply that equals
-the new value is a re-run of this task (Dask retries tasks of lost workers); one that differs means
-the same user sits in two partitions, which would leave a partial list, so it is reported.
+Values are encoded in bulk (``pipeline.publish.values``) and sent as pre-encoded, pipelined
+``SET key value [EX ttl] GET`` commands (``pipeline.publish.wire``), ``chunk`` users at a time so
+memory stays bounded by the partition. ``GET`` costs the server nothing extra and gives the
+duplicate check for free: a nil reply means a new key; a non-nil reply equal to the new value is a
+re-run of this task (Dask retries tasks of lost workers); one that differs means the same user sits
+in two partitions, which would leave a partial list, so it is reported.
 """
 
 from __future__ import annotations
@@ -16,12 +19,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import redis
 
 from pipeline.errors import DataError
-from pipeline.publish.embedded import unavailable
-from pipeline.publish.keys import encode, round_significant
+from pipeline.publish import wire
+from pipeline.publish.connect import redis_connection, unavailable
 from pipeline.publish.lock import PublishError
+from pipeline.publish.values import EncodedLists, encode_partition
 
 COLUMNS = ("user_id", "rank", "item_id", "score")
 
@@ -49,19 +55,34 @@ def _check_values(part: pd.DataFrame, index: int) -> None:
         )
 
 
-def group_users(part: pd.DataFrame) -> tuple[list[Any], np.ndarray, list[Any], list[float]]:
-    """Sort by (user, rank) and split at user boundaries, vectorised.
-
-    Returns (user ids, boundaries with ``len(users) + 1`` entries, items, rounded scores); user
-    ``i`` owns rows ``boundaries[i]:boundaries[i + 1]`` of items and scores.
-    """
-    ordered = part.sort_values(["user_id", "rank"], kind="stable")
-    codes, users = pd.factorize(ordered["user_id"], sort=False)
-    starts = np.flatnonzero(np.diff(codes)) + 1
-    bounds = np.concatenate(([0], starts, [len(codes)]))
-    items = ordered["item_id"].tolist()
-    scores = round_significant(ordered["score"].to_numpy(dtype=np.float64)).tolist()
-    return list(users.tolist()), bounds, items, scores
+def _write_chunk(
+    router: wire.Router,
+    keys: pa.StringArray,
+    values: pa.StringArray,
+    ttl: int | None,
+    index: int,
+) -> list[Any]:
+    """Write one chunk, every node's share sent before any reply is read; replies in row order."""
+    commands = wire.set_get_commands(keys, values, ttl)
+    sent = []
+    for node, rows in router.groups(keys):
+        share = commands if not router.cluster else commands.take(pa.array(rows))
+        sent.append((rows, wire.Pending(node, wire.contiguous(share), len(rows))))
+    replies: list[Any] = [None] * len(keys)
+    for rows, pending in sent:
+        for row, reply in zip(rows.tolist(), pending.replies(), strict=True):
+            replies[row] = reply
+    errors = [r for r in replies if isinstance(r, redis.ResponseError)]
+    if errors:
+        hint = (
+            "; the cluster's slots moved during the publish, run it again"
+            if any(str(e).startswith(("MOVED", "ASK")) for e in errors)
+            else ""
+        )
+        raise PublishError(
+            f"Redis refused {len(errors)} write(s) of partition {index}: {errors[0]}{hint}"
+        )
+    return replies
 
 
 def write_partition(
@@ -71,7 +92,7 @@ def write_partition(
     *,
     index: int,
     ttl_seconds: int | None = None,
-    chunk: int = 1000,
+    chunk: int = 10_000,
     sample_size: int = 100,
     seed: int = 0,
 ) -> dict[str, Any]:
@@ -84,31 +105,25 @@ def write_partition(
     if len(part) == 0:
         return result
     _check_values(part, index)
-    users, bounds_array, items, scores = group_users(part)
-    bounds = bounds_array.tolist()  # plain ints: faster list slicing in the per-user loop
-    n = len(users)
+    encoded: EncodedLists = encode_partition(part)
+    keys = pc.binary_join_element_wise(prefix, encoded.users, "")
+    n = len(encoded)
 
-    def value(i: int) -> bytes:
-        return encode(items[bounds[i] : bounds[i + 1]], scores[bounds[i] : bounds[i + 1]]).encode()
-
-    client = redis.Redis.from_url(redis_url, socket_timeout=30, socket_connect_timeout=10)
+    client = redis_connection(redis_url, timeout=30)
     try:
+        router = wire.Router(client)
         for lo in range(0, n, chunk):
             hi = min(lo + chunk, n)
-            values = [value(i) for i in range(lo, hi)]
-            with client.pipeline(transaction=False) as pipe:
-                for i, v in zip(range(lo, hi), values, strict=True):
-                    pipe.set(f"{prefix}{users[i]}", v, ex=ttl_seconds, get=True)
-                olds = pipe.execute()
-            for i, (old, new) in enumerate(zip(olds, values, strict=True)):
-                if old is None:
-                    result["created"] += 1
-                elif old == new:
+            replies = _write_chunk(router, keys[lo:hi], encoded.values[lo:hi], ttl_seconds, index)
+            old_rows = [i for i, old in enumerate(replies) if old is not None]
+            result["created"] += len(replies) - len(old_rows)
+            for i in old_rows:
+                if replies[i] == encoded.values[lo + i].as_py().encode():
                     result["rewritten"] += 1
                 else:
                     result["conflicts"] += 1
                     if len(result["conflict_users"]) < 5:
-                        result["conflict_users"].append(users[lo + i])
+                        result["conflict_users"].append(encoded.users[lo + i].as_py())
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise unavailable(redis_url, exc) from exc
     except redis.RedisError as exc:  # e.g. OOM: maxmemory reached
@@ -117,8 +132,12 @@ def write_partition(
         client.close()
 
     rng = np.random.default_rng([seed, index])
-    picked = rng.choice(n, size=min(n, sample_size), replace=False)
-    result["sample"] = [(f"{prefix}{users[i]}", digest(value(i))) for i in picked.tolist()]
-    k = int(np.diff(bounds_array).max())
-    result.update(users=n, k=k, seconds=time.perf_counter() - started)
+    picked = pa.array(rng.choice(n, size=min(n, sample_size), replace=False))
+    result["sample"] = [
+        (key, digest(value.encode()))
+        for key, value in zip(
+            keys.take(picked).to_pylist(), encoded.values.take(picked).to_pylist(), strict=True
+        )
+    ]
+    result.update(users=n, k=encoded.k, seconds=time.perf_counter() - started)
     return result

@@ -27,7 +27,13 @@ import pandas as pd
 import redis
 
 from pipeline.errors import DataError, RecpipeError
-from pipeline.publish.embedded import redis_connection, unavailable
+from pipeline.publish.connect import (
+    Client,
+    redis_connection,
+    resolved_url,
+    scan_delete,
+    unavailable,
+)
 from pipeline.publish.keys import Keys, check_name, encode, plain_items, plain_scores
 from pipeline.publish.lock import NamespaceLock, PublishError
 from pipeline.publish.partition import COLUMNS, digest, write_partition
@@ -131,8 +137,8 @@ def _check_frame(lists: Any) -> dict[str, str]:
     }
 
 
-def _delete_versions(r: redis.Redis, keys: Keys, versions: Sequence[str]) -> list[str]:
-    """Delete every key of ``versions`` (never a kept or current one), in batches."""
+def _delete_versions(r: Client, keys: Keys, versions: Sequence[str]) -> list[str]:
+    """Delete every key of ``versions`` (never a kept or current one), on every primary."""
     kept = {v.decode() for v in r.lrange(keys.versions, 0, -1)} | {_text(r.get(keys.current))}
     doomed = sorted(set(versions) - kept)
     if not doomed:
@@ -142,21 +148,15 @@ def _delete_versions(r: redis.Redis, keys: Keys, versions: Sequence[str]) -> lis
     # One scan for all of them; a single version gets the narrower pattern.
     pattern = keys.user_pattern(doomed[0] if len(doomed) == 1 else "*")
     prefixes = tuple(keys.user_prefix(v).encode() for v in doomed)
-    batch: list[bytes] = []
-    for key in r.scan_iter(match=pattern, count=5000):
-        if key.startswith(prefixes):
-            batch.append(key)
-            if len(batch) >= 1000:
-                r.unlink(*batch)
-                batch = []
-    if batch:
-        r.unlink(*batch)
-    r.unlink(*[k for v in doomed for k in (keys.meta(v), keys.fallback(v))])
+    scan_delete(r, pattern, keep=lambda key: not key.startswith(prefixes))
+    for v in doomed:  # one key per command: fine in a cluster whatever the slots
+        r.unlink(keys.meta(v))
+        r.unlink(keys.fallback(v))
     r.srem(keys.cleanup, *versions)  # last: an interrupted delete is retried next time
     return doomed
 
 
-def _new_version(r: redis.Redis, keys: Keys, version: str | None, avoid: Sequence[str] = ()) -> str:
+def _new_version(r: Client, keys: Keys, version: str | None, avoid: Sequence[str] = ()) -> str:
     """``version`` if free, else a new UTC timestamp name (never one in ``avoid``: versions of
     failed publishes just deleted, whose stray writers might still be running)."""
     taken = {v.decode() for v in r.lrange(keys.versions, 0, -1)}
@@ -205,7 +205,7 @@ def _check_counts(results: list[dict[str, Any]]) -> int:
     return users
 
 
-def _verify_sample(r: redis.Redis, results: list[dict[str, Any]], size: int, seed: int) -> None:
+def _verify_sample(r: Client, results: list[dict[str, Any]], size: int, seed: int) -> None:
     """Read back ``size`` users drawn uniformly from all partitions and compare digests."""
     counts = np.array([res["users"] for res in results])
     total = int(counts.sum())
@@ -278,7 +278,12 @@ def publish_lists(
             before = _text(r.get(keys.current))
             try:
                 results = _write_all(
-                    lists, redis_url, keys.user_prefix(version), ttl_seconds, verify_sample, seed
+                    lists,
+                    resolved_url(redis_url, r),
+                    keys.user_prefix(version),
+                    ttl_seconds,
+                    verify_sample,
+                    seed,
                 )
                 users = _check_counts(results)
                 _verify_sample(r, results, verify_sample, seed)

@@ -1,152 +1,157 @@
-"""The HTTP lookup API: a small Starlette app over ``ListStore``.
+"""The HTTP lookup API: a bare ASGI fast path for the hot route, Starlette for everything else.
 
-``GET /v1/users/{user_id}/recommendations?k=10`` returns
-``{"user_id", "items", "scores", "version", "fallback"}``; ``/healthz`` says the process is up and
-``/readyz`` that Redis answers and a version is current. Errors are JSON ``{"error", "detail"}``:
-422 for a bad ``k``, 503 while Redis is down or nothing is published (the pool reconnects by
-itself). The hot path is one pipelined Redis round trip, ``json.loads`` and ``json.dumps``.
+Endpoints (``/openapi.json`` describes them, ``/docs`` shows them):
+
+- ``GET /v1/users/{user_id}/recommendations?k=10``: ``{"user_id", "items", "scores", "version",
+  "fallback"}``; ``k`` in 1..1000, a larger ``k`` than stored returns the whole list;
+- ``POST /v1/recommendations`` with ``{"user_ids": [...], "k": 10}``: ``{"version", "k",
+  "results": [{"user_id", "items", "scores", "fallback"}, ...]}``, one Redis round trip;
+- ``/healthz`` (the process is up), ``/readyz`` (Redis answers and a version is current).
+
+Why a fast path: with the API and its clients sharing two cores, per-request CPU decides the
+throughput, and Starlette's routing, request and response objects cost about as much as the rest
+of a lookup. ``LookupApp`` answers ``GET .../recommendations`` itself (the path is matched with two
+string tests) and hands every other request, and the lifespan, to the Starlette app, which also
+serves that route for HEAD. Settings come from the environment (``pipeline.serve.settings``).
 """
 
 from __future__ import annotations
 
+import gc
 import json
-import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import parse_qsl
 
-from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from pipeline.publish.embedded import mask_url
-from pipeline.serve.store import ListStore, NoCurrentVersion
+from pipeline.serve.handlers import Answer, Lookups, error
+from pipeline.serve.openapi import DOCS_HTML, openapi_document
+from pipeline.serve.settings import ENV_NAMESPACE, ENV_URL, Settings
+from pipeline.serve.store import ListStore
 
-log = logging.getLogger("recpipe.serve")
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
 
-MAX_K = 1000
-_ENV_URL = "RECPIPE_SERVE_REDIS_URL"
-_ENV_NAMESPACE = "RECPIPE_SERVE_NAMESPACE"
-
-
-def _json(status: int, body: dict[str, Any]) -> Response:
-    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
-    return Response(text.encode(), status_code=status, media_type="application/json")
-
-
-def _error(status: int, error: str, detail: str) -> Response:
-    return _json(status, {"error": error, "detail": detail})
+_PREFIX, _SUFFIX = "/v1/users/", "/recommendations"
+_MIN_PATH = len(_PREFIX) + len(_SUFFIX)
+_JSON = b"application/json"
 
 
-def _parse_k(raw: str | None) -> int | None:
-    """``k`` from the query string, or None when it is not an integer in 1..MAX_K."""
-    if raw is None:
-        return 10
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 4:
+def _raw_k(query: bytes) -> str | None:
+    """The last ``k`` of a query string, as Starlette's ``query_params.get`` would return it."""
+    if not query:
         return None
-    k = int(raw)
-    return k if 1 <= k <= MAX_K else None
+    if query.startswith(b"k=") and not any(c in query for c in b"&%+;"):
+        return query[2:].decode("latin-1")  # the common case, without a parser
+    values = [v for name, v in parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+              if name == "k"]
+    return values[-1] if values else None
 
 
-class _Api:
-    """Request handlers bound to one store (and a flag so an outage is logged once)."""
+def _respond(answer: Answer) -> Response:
+    return Response(answer[1], status_code=answer[0], media_type="application/json")
 
-    def __init__(self, store: ListStore) -> None:
-        self.store = store
-        self.where = f"Redis at {mask_url(store.redis_url)}, namespace {store.keys.namespace!r}"
-        self._down = False
 
-    def _unavailable(self, exc: BaseException) -> Response:
-        if not self._down:
-            log.warning("%s is unavailable: %s", self.where, exc)
-            self._down = True
-        return _error(503, "store_unavailable", f"{self.where} is unavailable: {exc}")
+class LookupApp:
+    """The ASGI app ``create_app`` returns; ``.starlette`` serves all but the hot route."""
 
-    def _no_version(self) -> Response:
-        return _error(
-            503, "no_current_version", f"{self.where} has no current version; publish lists first"
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store = ListStore(
+            settings.redis_url, settings.namespace,
+            pool_size=settings.pool_size, timeout=settings.timeout,
         )
+        self.lookups = Lookups(self.store, settings.max_batch)
+        self.starlette = self._starlette()
 
-    async def recommendations(self, request: Request) -> Response:
-        raw_k = request.query_params.get("k")
-        k = _parse_k(raw_k)
-        if k is None:
-            return _error(
-                422, "invalid_parameter", f"k must be an integer from 1 to {MAX_K}, got {raw_k!r}"
-            )
-        user_id = request.path_params["user_id"]
-        if not user_id:
-            return _error(422, "invalid_parameter", "user_id is empty")
-        try:
-            found = await self.store.lookup(user_id)
-        except NoCurrentVersion:
-            return self._no_version()
-        except (RedisError, OSError) as exc:
-            return self._unavailable(exc)
-        if self._down:
-            log.warning("%s is reachable again", self.where)
-            self._down = False
-        return _json(
-            200,
-            {
-                "user_id": found.user_id,
-                "items": found.items[:k],
-                "scores": found.scores[:k],
-                "version": found.version,
-                "fallback": found.fallback,
-            },
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            path: str = scope["path"]
+            if path.startswith(_PREFIX) and path.endswith(_SUFFIX) and len(path) >= _MIN_PATH:
+                user_id = path[len(_PREFIX) : -len(_SUFFIX)]
+                status, body = await self.lookups.one(user_id, _raw_k(scope["query_string"]))
+                await send({
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [(b"content-length", b"%d" % len(body)), (b"content-type", _JSON)],
+                })
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.starlette(scope, receive, send)
+
+    def _starlette(self) -> Starlette:
+        lookups, store = self.lookups, self.store
+        document = json.dumps(openapi_document(self.settings.max_batch)).encode()
+
+        async def one(request: Request) -> Response:  # HEAD (GET takes the fast path)
+            user_id = request.path_params["user_id"]
+            return _respond(await lookups.one(user_id, request.query_params.get("k")))
+
+        async def many(request: Request) -> Response:
+            return _respond(await lookups.many(await request.body()))
+
+        async def healthz(request: Request) -> Response:
+            return _respond((200, b'{"status":"ok"}'))
+
+        async def readyz(request: Request) -> Response:
+            return _respond(await lookups.ready())
+
+        async def openapi(request: Request) -> Response:
+            return Response(document, media_type="application/json")
+
+        async def docs(request: Request) -> Response:
+            return HTMLResponse(DOCS_HTML)
+
+        async def http_error(request: Request, exc: Exception) -> Response:
+            assert isinstance(exc, HTTPException)
+            return _respond(error(exc.status_code, "http_error", exc.detail))
+
+        @asynccontextmanager
+        async def lifespan(app: Starlette) -> AsyncIterator[None]:
+            # Start-up objects (modules, app, models) live for the whole process: move them out
+            # of the collector's generations so full collections stay short during traffic.
+            gc.collect()
+            gc.freeze()
+            yield
+            store.close()
+
+        routes = [
+            Route(f"{_PREFIX}{{user_id:path}}{_SUFFIX}", one, methods=["GET"]),
+            Route("/v1/recommendations", many, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False),
+            Route("/docs", docs, methods=["GET"], include_in_schema=False),
+        ]
+        return Starlette(
+            routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error}
         )
-
-    async def healthz(self, request: Request) -> Response:
-        return _json(200, {"status": "ok"})
-
-    async def readyz(self, request: Request) -> Response:
-        try:
-            await self.store.ping()
-            version = await self.store.current()
-        except (RedisError, OSError) as exc:
-            return self._unavailable(exc)
-        if version is None:
-            return self._no_version()
-        return _json(200, {"status": "ready", "version": version})
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    return _error(exc.status_code, "http_error", exc.detail)
 
 
 def create_app(
-    redis_url: str, namespace: str, *, max_connections: int = 64, timeout: float = 1.0
-) -> Starlette:
+    redis_url: str,
+    namespace: str,
+    *,
+    pool_size: int = 2,
+    timeout: float = 1.0,
+    max_batch: int = 1000,
+) -> LookupApp:
     """The lookup app for ``namespace`` in Redis at ``redis_url`` (``timeout`` per Redis call)."""
-    store = ListStore(redis_url, namespace, max_connections=max_connections, timeout=timeout)
-    api = _Api(store)
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
-        await store.close()
-
-    routes = [
-        Route("/v1/users/{user_id:path}/recommendations", api.recommendations, methods=["GET"]),
-        Route("/healthz", api.healthz, methods=["GET"]),
-        Route("/readyz", api.readyz, methods=["GET"]),
-    ]
-    app = Starlette(
-        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error}
-    )
-    app.state.store = store
-    return app
+    return LookupApp(Settings(redis_url, namespace, pool_size, timeout, max_batch))
 
 
-def app_from_env() -> Starlette:
-    """App factory for uvicorn worker processes (``serve(workers > 1)`` passes settings by env)."""
-    return create_app(os.environ[_ENV_URL], os.environ[_ENV_NAMESPACE])
+def app_from_env() -> LookupApp:
+    """App factory for uvicorn worker processes (settings: ``pipeline.serve.settings``)."""
+    return LookupApp(Settings.from_env())
 
 
 def serve(
@@ -156,19 +161,22 @@ def serve(
     port: int = 8000,
     workers: int = 1,
 ) -> None:
-    """Run the API on uvicorn until interrupted (log level warning)."""
+    """Run the API on uvicorn (uvloop, httptools, no access log) until interrupted.
+
+    The other settings (pool size, timeout, batch size) come from the environment.
+    """
     import uvicorn
 
-    if workers <= 1:
-        uvicorn.run(create_app(redis_url, namespace), host=host, port=port, log_level="warning")
-        return
-    os.environ[_ENV_URL] = redis_url
-    os.environ[_ENV_NAMESPACE] = namespace
+    os.environ[ENV_URL] = redis_url
+    os.environ[ENV_NAMESPACE] = namespace
     uvicorn.run(
         "pipeline.serve.app:app_from_env",
         factory=True,
         host=host,
         port=port,
-        workers=workers,
+        workers=max(workers, 1),
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
         log_level="warning",
     )

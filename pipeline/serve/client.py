@@ -30,25 +30,29 @@ class RecpipeClient:
     def recommendations(self, user_id: int | str, k: int = 10) -> dict[str, Any]:
         """``{"user_id", "items", "scores", "version", "fallback"}`` for ``user_id``."""
         path = f"/v1/users/{quote(str(user_id), safe='')}/recommendations"
-        return self._get(path, params={"k": k})
+        return self._request("GET", path, params={"k": k})
+
+    def recommendations_many(self, user_ids: list[int | str], k: int = 10) -> dict[str, Any]:
+        """``{"version", "k", "results": [...]}``: many users in one request and Redis trip."""
+        return self._request("POST", "/v1/recommendations", json={"user_ids": user_ids, "k": k})
 
     def ready(self) -> bool:
         """True when the API reaches Redis and a version is current."""
         try:
-            self._get("/readyz")
+            self._request("GET", "/readyz")
         except RecommendationError:
             return False
         return True
 
-    def _get(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         try:
-            response = self._http.get(path, params=params)
+            response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             raise RecommendationError(
                 f"cannot reach the recpipe API at {self.base_url}: {exc}; is `recpipe serve` up?"
             ) from exc
         try:
-            body = response.json()
+            body: dict[str, Any] = response.json()
         except ValueError:
             body = {"error": "bad_response", "detail": response.text[:200]}
         if response.status_code != 200:
