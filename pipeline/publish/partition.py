@@ -4,11 +4,14 @@ Runs inside a Dask task, so the rows never travel to the client; what comes back
 a small random sample of (key, digest) pairs for the client's read-back check.
 
 Values are encoded in bulk (``pipeline.publish.values``) and sent as pre-encoded, pipelined
-``SET key value [EX ttl] GET`` commands (``pipeline.publish.wire``), ``chunk`` users at a time so
-memory stays bounded by the partition. ``GET`` costs the server nothing extra and gives the
-duplicate check for free: a nil reply means a new key; a non-nil reply equal to the new value is a
-re-run of this task (Dask retries tasks of lost workers); one that differs means the same user sits
-in two partitions, which would leave a partial list, so it is reported.
+commands (``pipeline.publish.wire``), ``chunk`` users at a time so memory stays bounded by the
+partition. A version's keys are new, so the common case is ``MSETNX`` of a few hundred users: the
+cheapest write for the server, and its reply (1) proves that none of the keys existed. A chunk that
+meets an existing key (reply 0: nothing was written) is written again with ``SET key value GET``,
+whose reply classifies each key: nil is a new key; an old value equal to the new one is a re-run of
+this task (Dask retries tasks of lost workers); one that differs means the same user sits in two
+partitions, which would leave a partial list, so it is reported. With a TTL, or on a Redis Cluster
+(where one command's keys must share a slot), every chunk takes the ``SET ... GET`` route.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from pipeline.publish.lock import PublishError
 from pipeline.publish.values import EncodedLists, encode_partition
 
 COLUMNS = ("user_id", "rank", "item_id", "score")
+MSETNX_KEYS = 500  # users per MSETNX: large enough to amortise the command, small to retry
 
 
 def digest(value: bytes) -> str:
@@ -85,6 +89,34 @@ def _write_chunk(
     return replies
 
 
+def _write_new(client: redis.Redis, keys: pa.StringArray, values: pa.StringArray) -> list[int]:
+    """Write with ``MSETNX`` in groups of ``MSETNX_KEYS``; return the starts of groups refused.
+
+    A refused group (reply 0) wrote nothing, because one of its keys already existed.
+    """
+    parts = wire.msetnx_commands(keys, values, MSETNX_KEYS)
+    replies = wire.Pending(client, parts, len(parts) // 2).replies()
+    errors = [r for r in replies if isinstance(r, redis.ResponseError)]
+    if errors:
+        raise PublishError(f"Redis refused {len(errors)} MSETNX write(s): {errors[0]}")
+    return [i * MSETNX_KEYS for i, reply in enumerate(replies) if reply == 0]
+
+
+def _classify(
+    result: dict[str, Any], replies: list[Any], values: pa.StringArray, users: pa.StringArray
+) -> None:
+    """Count ``SET ... GET`` replies: nil is new, the same old value a re-run, else a conflict."""
+    old_rows = [i for i, old in enumerate(replies) if old is not None]
+    result["created"] += len(replies) - len(old_rows)
+    for i in old_rows:
+        if replies[i] == values[i].as_py().encode():
+            result["rewritten"] += 1
+        else:
+            result["conflicts"] += 1
+            if len(result["conflict_users"]) < 5:
+                result["conflict_users"].append(users[i].as_py())
+
+
 def write_partition(
     part: pd.DataFrame,
     redis_url: str,
@@ -112,18 +144,24 @@ def write_partition(
     client = redis_connection(redis_url, timeout=30)
     try:
         router = wire.Router(client)
+        bulk = not router.cluster and ttl_seconds is None
         for lo in range(0, n, chunk):
             hi = min(lo + chunk, n)
-            replies = _write_chunk(router, keys[lo:hi], encoded.values[lo:hi], ttl_seconds, index)
-            old_rows = [i for i, old in enumerate(replies) if old is not None]
-            result["created"] += len(replies) - len(old_rows)
-            for i in old_rows:
-                if replies[i] == encoded.values[lo + i].as_py().encode():
-                    result["rewritten"] += 1
-                else:
-                    result["conflicts"] += 1
-                    if len(result["conflict_users"]) < 5:
-                        result["conflict_users"].append(encoded.users[lo + i].as_py())
+            chunk_keys, chunk_values = keys[lo:hi], encoded.values[lo:hi]
+            starts = [0]
+            if bulk:  # MSETNX first; only groups that met an existing key go the SET GET way
+                starts = _write_new(client, chunk_keys, chunk_values)
+                result["created"] += (hi - lo) - sum(
+                    min(a + MSETNX_KEYS, hi - lo) - a for a in starts
+                )
+            for a in starts:
+                b = hi - lo if not bulk else min(a + MSETNX_KEYS, hi - lo)
+                _classify(
+                    result,
+                    _write_chunk(router, chunk_keys[a:b], chunk_values[a:b], ttl_seconds, index),
+                    chunk_values[a:b],
+                    encoded.users[lo + a : lo + b],
+                )
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise unavailable(redis_url, exc) from exc
     except redis.RedisError as exc:  # e.g. OOM: maxmemory reached
