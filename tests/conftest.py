@@ -41,3 +41,14 @@ def redis_url() -> Iterator[str]:
 
     with EmbeddedRedis() as server:
         yield server.url
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Tiny models: OpenMP threads only add spin-waiting on a shared 2-core machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
