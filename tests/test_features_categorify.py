@@ -82,7 +82,9 @@ def test_bad_parameters(params: dict) -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(
-    values=st.lists(st.one_of(st.none(), st.sampled_from(list("abcdefg"))), min_size=1),
+    values=st.lists(st.one_of(st.none(), st.sampled_from(list("abcdefg"))), min_size=1).filter(
+        lambda v: any(x is not None for x in v)
+    ),
     num_buckets=st.integers(1, 5),
     freq_threshold=st.integers(0, 3),
 )

@@ -40,6 +40,7 @@ def random_frame(seed: int, n: int) -> pd.DataFrame:
     age[rng.random(n) < 0.2] = np.nan
     items = rng.choice(["a", "b", "c", "d", "e", "f"], n).astype(object)
     items[rng.random(n) < 0.1] = None
+    age[0], items[0] = 40.0, "a"  # fitting needs at least one value per column
     return pd.DataFrame(
         {
             "user_id": rng.integers(0, 8, n).astype(np.int64),

@@ -1,18 +1,30 @@
 """The one place that knows which DataFrame library holds a partition.
 
-Ops call these helpers instead of branching on pandas vs cuDF. pandas is the only backend in use
-today; cuDF is recognised lazily (never imported unless a cuDF object shows up) and is moved to
-host memory, so a GPU backend can later replace these few functions without touching the ops.
+Ops call these helpers instead of branching on pandas vs cuDF. The backend of a run is chosen by
+``resolve_backend`` ("pandas", "cudf" or "auto": cuDF when ``cudf`` and ``dask_cudf`` import and a
+GPU is visible) and Parquet is read through Dask's public ``dataframe.backend`` setting, so a
+dask-cudf collection flows through the same workflow code. cuDF partitions are recognised lazily
+(cuDF is never imported unless a cuDF object shows up); the ops run on a host copy and the
+transformed partition goes back to the GPU (``like``), so the collection keeps its backend.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import importlib.util
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
+from pipeline.errors import ConfigError
+
+Backend = Literal["pandas", "cudf"]
+
 __all__ = [
+    "resolve_backend",
+    "read_parquet",
+    "like",
     "is_frame",
     "to_pandas",
     "hash_values",
@@ -56,3 +68,59 @@ def row_hashes(frame: pd.DataFrame) -> np.ndarray:
     """One stable uint64 per row from its values (columns in name order; the index is ignored)."""
     ordered = frame[sorted(frame.columns, key=str)]
     return pd.util.hash_pandas_object(ordered, index=False).to_numpy(dtype=np.uint64)
+
+
+def _cudf_importable() -> bool:
+    return all(importlib.util.find_spec(m) is not None for m in ("cudf", "dask_cudf"))
+
+
+def gpu_count() -> int:
+    """Visible CUDA devices (0 without cuDF or a GPU); never raises."""
+    if not _cudf_importable():
+        return 0
+    try:
+        from cudf.utils.gpu_utils import get_gpu_device_count  # type: ignore[import-not-found]
+
+        return int(get_gpu_device_count())
+    except Exception:  # noqa: BLE001 - any driver/runtime failure means "no usable GPU"
+        return 0
+
+
+def resolve_backend(name: str = "auto") -> Backend:
+    """The DataFrame backend to use: ``pandas``, ``cudf``, or ``auto`` (cuDF if usable)."""
+    if name == "pandas":
+        return "pandas"
+    if name == "cudf":
+        if not _cudf_importable():
+            raise ConfigError(
+                "backend 'cudf' needs the cudf and dask-cudf packages (the GPU environment); "
+                "install them or use backend 'pandas' / 'auto'"
+            )
+        return "cudf"
+    if name == "auto":
+        return "cudf" if gpu_count() > 0 else "pandas"
+    raise ConfigError(f"backend must be 'pandas', 'cudf' or 'auto', got {name!r}")
+
+
+def read_parquet(
+    paths: str | Sequence[str], backend: str = "auto", columns: Sequence[str] | None = None
+) -> Any:
+    """A Dask DataFrame over Parquet on the chosen backend (dask-cudf for ``cudf``)."""
+    import dask
+    import dask.dataframe as dd
+
+    chosen = resolve_backend(backend)
+    with dask.config.set({"dataframe.backend": chosen}):
+        return dd.read_parquet(
+            paths if isinstance(paths, str) else list(paths),
+            columns=list(columns) if columns is not None else None,
+        )
+
+
+def like(frame: pd.DataFrame, template: Any) -> Any:
+    """``frame`` on the backend of ``template`` (back to the GPU for a cuDF partition)."""
+    if _is_cudf(template):
+        import cudf  # type: ignore[import-not-found]
+
+        return cudf.DataFrame.from_pandas(frame)
+    return frame

@@ -1,10 +1,9 @@
 """The op contract: parameters, a mergeable statistic, a transform, an output schema.
 
-An op is a node that reads named columns of a frame. ``Workflow`` wires ops together: today every
-op reads the workflow's input columns (ops are parallel branches, fitted in one pass). A later
-``>>`` chain only has to give an op another op as its source and fit the graph level by level:
-nothing here assumes where an op's input frame comes from, because every method takes the frame
-(or its dtypes) it should read.
+An op is a node that reads named columns of a frame. ``Workflow`` wires ops together, either as a
+list (parallel branches over the input columns) or as a graph built with ``>>`` and ``+`` (see
+``graph.py``), fitted level by level. Nothing here assumes where an op's input frame comes from:
+every method takes the frame (or its dtypes) it should read.
 
 Learned state lives in attributes ending in ``_`` (scikit-learn's convention); ``fit`` never
 mutates a fitted state object in place, it replaces it, so a lazily built Dask graph that holds a
@@ -62,8 +61,13 @@ def op_types() -> Mapping[str, type[Op]]:
     return _OP_TYPES
 
 
-def column_list(columns: str | Sequence[str], op: str) -> tuple[str, ...]:
-    """Validate an op's ``columns`` parameter: a non-empty list of distinct column names."""
+def column_list(columns: str | Sequence[str] | None, op: str) -> tuple[str, ...]:
+    """Validate an op's ``columns`` parameter: a non-empty list of distinct column names.
+
+    ``None`` means "not bound yet": the op gets its columns from a graph (``cols >> op``).
+    """
+    if columns is None:
+        return ()
     if isinstance(columns, str):
         columns = [columns]
     cols = tuple(columns)
@@ -74,6 +78,16 @@ def column_list(columns: str | Sequence[str], op: str) -> tuple[str, ...]:
     if len(set(cols)) != len(cols):
         raise ConfigError(f"{op}: columns {list(cols)!r} name a column twice")
     return cols
+
+
+def columns_of(groups: Sequence[Sequence[str]]) -> tuple[str, ...]:
+    """Every column named by a list of column groups, once each, in first-seen order."""
+    return tuple(dict.fromkeys(c for g in groups for c in g))
+
+
+def groups_param(groups: Sequence[Sequence[str]]) -> list[str | list[str]]:
+    """Column groups as saved parameters: a single column as its name, a group as a list."""
+    return [g[0] if len(g) == 1 else list(g) for g in groups]
 
 
 class Op(ABC):
@@ -166,6 +180,41 @@ class Op(ABC):
     def _where(self) -> str:
         """How error messages name this op."""
         return repr(self)
+
+    # -- graph building (see ``graph.py``) ----------------------------------------------------
+
+    def with_columns(self, columns: Sequence[str | Sequence[str]]) -> Op:
+        """A new, unfitted op with these parameters but reading ``columns`` (what ``>>`` does)."""
+        cols = [c if isinstance(c, str) else list(c) for c in columns]
+        return type(self)(**{**self.get_params(), "columns": cols})
+
+    def __rrshift__(self, other: Any) -> Any:
+        from .graph import as_node
+
+        return as_node(other) >> self
+
+    def __rshift__(self, other: Any) -> Any:
+        from .graph import as_node
+
+        return as_node(self) >> other
+
+    def __add__(self, other: Any) -> Any:
+        from .graph import as_node
+
+        return as_node(self) + other
+
+    def __radd__(self, other: Any) -> Any:
+        from .graph import as_node
+
+        return as_node(other) + self
+
+    def merged_stats(self) -> Any:
+        """The merged statistics the op was fitted from (None if it keeps none).
+
+        ``Workflow.fit(data, update=True)`` merges new partitions' statistics into these; ops
+        keep them in ``stats_`` (and round-trip them through save/load) to support that.
+        """
+        return getattr(self, "stats_", None)
 
 
 class InPlaceOp(Op):

@@ -12,7 +12,7 @@ from pandas.api import types as ptypes
 from pipeline.errors import ConfigError, DataError
 
 from .base import ColumnSchema, InPlaceOp, NotFittedError, PartitionContext, column_list
-from .moments import Moments, require_numeric
+from .moments import Moments, require_numeric, require_values
 
 
 class FillMissing(InPlaceOp):
@@ -66,7 +66,13 @@ class FillMissing(InPlaceOp):
         return Moments.merge(a, b)
 
     def finish_fit(self, stats: Moments) -> None:
+        require_values(stats.count, self.columns, self._where())
         self.means_ = stats
+
+    @property
+    def stats_(self) -> Moments | None:
+        """The merged statistics (what an incremental refit merges new partitions into)."""
+        return self.means_
 
     def fill_values(self) -> dict[str, float | int | str]:
         """The value each column's nulls become."""
@@ -77,17 +83,7 @@ class FillMissing(InPlaceOp):
         return {c: float(m) for c, m in zip(self.columns, self.means_.mean, strict=True)}
 
     def transform(self, frame: pd.DataFrame, ctx: PartitionContext) -> dict[str, Any]:
-        out = {}
-        for c, value in self.fill_values().items():
-            s = frame[c]
-            if (
-                ptypes.is_integer_dtype(s.dtype)
-                and isinstance(value, float)
-                and not value.is_integer()
-            ):
-                s = s.astype(np.float64)
-            out[c] = s.fillna(value).array
-        return out
+        return {c: fill_column(frame[c], value) for c, value in self.fill_values().items()}
 
     def column_schema(self, column: str) -> ColumnSchema:
         return {"tags": [], "cardinality": None}
@@ -102,3 +98,13 @@ class FillMissing(InPlaceOp):
     def load_state(self, state: Mapping[str, Any], tables: Mapping[str, pd.DataFrame]) -> None:
         if self.value is None:
             self.means_ = Moments.from_table(tables["moments"], self.columns)
+
+
+def fill_column(series: pd.Series, value: float | int | str) -> Any:
+    """``series`` with nulls replaced by ``value``; its dtype kept, except that an integer column
+    filled with a non-integer number becomes float64 (decided from the dtype and value alone,
+    so every partition agrees)."""
+    numeric = ptypes.is_integer_dtype(series.dtype)
+    if numeric and isinstance(value, float) and not value.is_integer():
+        series = series.astype(np.float64)
+    return series.fillna(value).array

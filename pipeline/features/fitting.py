@@ -1,10 +1,14 @@
-"""Fitting and applying ops partition by partition, on Dask or on one in-memory frame.
+"""Running a compiled plan partition by partition, on Dask or on one in-memory frame.
 
-Fitting is one pass: every partition yields (row count, one small statistic per stateful op) on
-the worker that holds it, and those are merged by a tree of ``dask.delayed`` calls (``split_every``
-at a time), so only statistics ever reach the client. Transforming is ``map_partitions`` with the
-fitted ops shipped once, as a single graph key, and the same per-frame function the pandas path
-calls, which is what makes distributed and in-memory results identical.
+Fitting goes level by level (see ``plan.py``); each level is one pass in which every partition
+is read (only the columns that level needs), run through the already fitted steps upstream of the
+level's ops, and reduced to (row count, one small statistic per op) on the worker that holds it.
+Those are merged by a tree of ``dask.delayed`` calls (``SPLIT_EVERY`` at a time), so only
+statistics reach the client. Transforming is ``map_partitions`` with the same per-frame function
+the pandas path calls, which is what makes distributed and in-memory results identical.
+
+Fitted ops can be large (vocabularies, encodings): each pass ships only the steps it runs, as one
+graph key that every partition's task depends on.
 """
 
 from __future__ import annotations
@@ -19,34 +23,136 @@ import dask.dataframe as dd
 import pandas as pd
 from dask.dataframe.utils import make_meta
 
-from .backend import to_pandas
+from .backend import like, to_pandas
 from .base import Op, PartitionContext
+from .plan import RAW, Plan, Step
 
-SPLIT_EVERY = 8
+SPLIT_EVERY = 4
+
+
+class _Skipped(Op):
+    """Stands in for a step a pass does not run (keeps step indices, ships nothing)."""
+
+    in_place = True
+    input_columns = ()
+    output_columns = ()
+
+    def get_params(self) -> dict[str, Any]:
+        return {}
+
+    @property
+    def stateful(self) -> bool:
+        return False
+
+    def transform(self, frame: pd.DataFrame, ctx: PartitionContext) -> dict[str, Any]:
+        raise AssertionError("a skipped step never runs")
+
+
+_SKIPPED = _Skipped()
 
 Stats = tuple[int, tuple[Any, ...]]
 
 
-class FitPass:
-    """The per-partition and merge functions of one fitting pass over a set of ops."""
+class _Store:
+    """Column versions of one partition while steps run; frees versions no step needs anymore."""
 
-    def __init__(self, ops: Sequence[Op], out_of_fold: bool) -> None:
-        self.ops = tuple(copy.copy(op) for op in ops)  # a snapshot: later refits don't leak in
+    def __init__(self, plan: Plan, raw: pd.DataFrame) -> None:
+        self.plan, self.raw = plan, raw
+        self.values: dict[tuple[str, int], Any] = {}
+        self.ctx: PartitionContext | None = None
+
+    def get(self, column: str, version: int) -> Any:
+        if version == RAW:
+            return self.raw[column].array
+        return self.values[(column, version)]
+
+    def source(self, step: Step) -> pd.DataFrame:
+        """The frame a step reads: the raw partition if it reads only raw columns."""
+        if all(v == RAW for v in step.reads.values()):
+            return self.raw
+        cols = {c: self.get(c, v) for c, v in step.reads.items()}
+        return pd.DataFrame(cols, index=self.raw.index, copy=False)
+
+    def keep_rows(self, mask: Any) -> None:
+        """Drop rows (a ``Filter`` step): from the raw partition and every stored version."""
+        self.raw = self.raw[mask]
+        self.values = {k: v[mask] for k, v in self.values.items()}
+
+    def put(self, index: int, values: dict[str, Any]) -> None:
+        for column, value in values.items():
+            self.values[(column, index)] = value
+
+    def release(self, index: int, keep: dict[str, int]) -> None:
+        """Drop versions whose last reader was step ``index`` (outputs are kept)."""
+        for key in [k for k in self.values if self.plan.last_use(*k) == index]:
+            if keep.get(key[0]) != key[1]:
+                del self.values[key]
+
+
+class _Runner:
+    """Applies a subset of a plan's steps (fitted or stateless) to raw partitions."""
+
+    def __init__(
+        self, plan: Plan, indices: Sequence[int], out_of_fold: bool, also: Sequence[int] = ()
+    ) -> None:
+        # A snapshot of only the steps this pass runs (fitted ops can be large, and are shipped
+        # to every worker); copies, so later refits of the same ops don't leak into a lazy graph.
+        used = {*indices, *also}
+        self.plan = Plan(
+            [Step(copy.copy(s.op), s.reads, s.level) if i in used else Step(_SKIPPED, {}, 0)
+             for i, s in enumerate(plan.steps)],
+            plan.outputs, plan.keep_raw,
+        )
+        self.indices = sorted(indices)
         self.out_of_fold = out_of_fold
 
+    def run(self, raw: pd.DataFrame, ctx: PartitionContext, keep: dict[str, int]) -> _Store:
+        store = _Store(self.plan, raw)
+        for i in self.indices:
+            step = self.plan.steps[i]
+            source = store.source(step)
+            if getattr(step.op, "filters_rows", False):
+                store.keep_rows(step.op.mask(source))
+                source = store.source(step)
+                ctx = PartitionContext(store.raw, ctx.out_of_fold)
+            store.put(i, step.op.transform(source, ctx))
+            store.release(i, keep)
+        store.ctx = ctx
+        return store
+
+
+class FitPass(_Runner):
+    """One fitting pass: run the fitted upstream steps, then take the level's statistics."""
+
+    def __init__(self, plan: Plan, level: Sequence[int], out_of_fold: bool) -> None:
+        super().__init__(plan, plan.ancestors(level), out_of_fold, also=level)
+        self.level = list(level)
+
     def partition(self, frame: Any) -> Stats:
-        pdf = to_pandas(frame)
-        ctx = PartitionContext(pdf, self.out_of_fold)
-        return len(pdf), tuple(op.partition_stats(pdf, ctx) for op in self.ops)
+        raw = to_pandas(frame)
+        ctx = PartitionContext(raw, self.out_of_fold)
+        keep = {c: v for i in self.level for c, v in self.plan.steps[i].reads.items()}
+        store = self.run(raw, ctx, keep)
+        stats = []
+        for i in self.level:
+            step = self.plan.steps[i]
+            stats.append(step.op.partition_stats(store.source(step), store.ctx or ctx))
+        return len(raw), tuple(stats)
 
     def merge(self, *parts: Stats) -> Stats:
         rows, stats = parts[0]
+        ops = [self.plan.steps[i].op for i in self.level]
         for more_rows, more in parts[1:]:
             rows += more_rows
-            stats = tuple(
-                op.merge_stats(a, b) for op, a, b in zip(self.ops, stats, more, strict=True)
-            )
+            stats = tuple(op.merge_stats(a, b) for op, a, b in zip(ops, stats, more, strict=True))
         return rows, stats
+
+    def sources(self, raw: pd.DataFrame) -> list[pd.DataFrame]:
+        """Each level op's input frame for ``raw`` (used on empty frames, for dtypes)."""
+        ctx = PartitionContext(raw, self.out_of_fold)
+        keep = {c: v for i in self.level for c, v in self.plan.steps[i].reads.items()}
+        store = self.run(raw, ctx, keep)
+        return [store.source(self.plan.steps[i]) for i in self.level]
 
 
 def _call_partition(plan: FitPass, frame: Any) -> Stats:
@@ -57,12 +163,20 @@ def _call_merge(plan: FitPass, *parts: Stats) -> Stats:
     return plan.merge(*parts)
 
 
-def fit_stats(data: Any, ops: Sequence[Op], out_of_fold: bool) -> Stats:
-    """(total rows, merged statistics per op) of ``data``, a Dask or in-memory DataFrame."""
-    plan = FitPass(ops, out_of_fold)
+def ship(obj: Any, name: str) -> Any:
+    """``obj`` as one graph key that every task depends on (sent to each worker once).
+
+    Not ``Client.scatter``: scattered data is lost for good when a worker restarts (e.g. on
+    memory pressure), while a graph key is recomputed, so a long out-of-core run survives.
+    """
+    return dask.delayed(obj, name=f"{name}-{uuid.uuid4().hex}", traverse=False)
+
+
+def reduce_stats(data: Any, fit_pass: FitPass) -> Stats:
+    """(total rows, merged statistics per op of the pass) over ``data`` (Dask or in-memory)."""
     if not isinstance(data, dd.DataFrame):
-        return plan.partition(data)
-    plan_key = dask.delayed(plan, name=f"recpipe-fit-plan-{uuid.uuid4().hex}", traverse=False)
+        return fit_pass.partition(data)
+    plan_key = ship(fit_pass, "recpipe-fit-plan")
     level = [dask.delayed(_call_partition, pure=True)(plan_key, part) for part in data.to_delayed()]
     while len(level) > 1:
         level = [
@@ -73,44 +187,49 @@ def fit_stats(data: Any, ops: Sequence[Op], out_of_fold: bool) -> Stats:
     return result
 
 
-class TransformPass:
-    """Applies fitted ops to one frame; the same object serves pandas and every Dask partition.
+class TransformPass(_Runner):
+    """Applies every step of a fitted plan to one frame; serves pandas and Dask partitions.
 
-    Ops that add columns read the input frame. Ops that replace columns in place are applied in
-    list order, each to what earlier in-place ops left (so ``Normalize`` then ``FillMissing(0.0)``
-    on one column fills the normalised values); ``Workflow`` forbids orders where that would feed
-    a stateful op values other than those it was fitted on.
+    List-form plans (``keep_raw``) return the input frame with replaced and added columns;
+    graph plans return exactly the graph's output columns.
     """
 
-    def __init__(self, ops: Sequence[Op], out_of_fold: bool = False) -> None:
-        self.ops = tuple(copy.copy(op) for op in ops)
-        self.out_of_fold = out_of_fold
+    def __init__(self, plan: Plan, out_of_fold: bool = False) -> None:
+        super().__init__(plan, range(len(plan.steps)), out_of_fold)
 
     def __call__(self, frame: Any) -> pd.DataFrame:
         raw = to_pandas(frame)
         ctx = PartitionContext(raw, self.out_of_fold)
-        out = raw.copy(deep=False)
-        for op in self.ops:
-            source = out if op.in_place else raw
-            for column, values in op.transform(source, ctx).items():
-                out[column] = values
-        return out
+        outputs = self.plan.outputs
+        store = self.run(raw, ctx, outputs)
+        raw = store.raw
+        if self.plan.keep_raw:
+            out = raw.copy(deep=False)
+            for column, version in outputs.items():
+                if version != RAW:
+                    out[column] = store.get(column, version)
+            return like(out, frame)
+        cols = {c: store.get(c, v) for c, v in outputs.items() if v != RAW or c in raw.columns}
+        return like(pd.DataFrame(cols, index=raw.index, copy=False), frame)
 
 
 def _call_transform(frame: Any, plan: TransformPass) -> pd.DataFrame:
     return plan(frame)
 
 
-def transform_data(data: Any, ops: Sequence[Op], out_of_fold: bool = False) -> Any:
+def transform_data(data: Any, plan: Plan, out_of_fold: bool = False) -> Any:
     """Transform a Dask DataFrame lazily (``map_partitions``), or an in-memory one now."""
-    plan = TransformPass(ops, out_of_fold)
+    run = TransformPass(plan, out_of_fold)
     if not isinstance(data, dd.DataFrame):
-        return plan(data)
-    meta = plan(make_meta(data))
-    plan_key = dask.delayed(plan, name=f"recpipe-transform-plan-{uuid.uuid4().hex}", traverse=False)
-    return data.map_partitions(_call_transform, plan_key, meta=meta)
+        return run(data)
+    meta = run(make_meta(data))
+    if not plan.keep_raw:  # read only the columns some step or the output needs
+        wanted = {*plan.raw_columns(range(len(plan.steps))),
+                  *(c for c, v in plan.outputs.items() if v == RAW)}
+        data = data[[c for c in data.columns if c in wanted]]
+    return data.map_partitions(_call_transform, ship(run, "recpipe-transform-plan"), meta=meta)
 
 
-def output_meta(meta: pd.DataFrame, ops: Sequence[Op]) -> pd.DataFrame:
+def output_meta(meta: pd.DataFrame, plan: Plan) -> pd.DataFrame:
     """The empty output frame for an empty input frame (gives the output dtypes)."""
-    return TransformPass(ops)(meta)
+    return TransformPass(plan)(meta)

@@ -17,6 +17,7 @@ from pandas.api import types as ptypes
 from pipeline.errors import DataError
 
 from .backend import float_values
+from .base import InPlaceOp
 
 
 @dataclass(frozen=True)
@@ -83,3 +84,25 @@ def require_numeric(dtypes: Mapping[str, Any], columns: Sequence[str], where: st
                 f"{where}: column {c!r} has dtype {dtype}, not numeric; cast it to a number "
                 "or use Categorify for categorical columns"
             )
+
+
+def require_values(count: np.ndarray, columns: Sequence[str], where: str) -> None:
+    """A clear error when a column had no non-null value at all in the fitting data."""
+    empty = [c for c, n in zip(columns, count, strict=True) if n == 0]
+    if empty:
+        raise DataError(
+            f"{where}: column(s) {empty!r} have no non-null values in the fitting data, so "
+            "there is nothing to learn from; drop them from the op or check the input"
+        )
+
+
+class NumericMapOp(InPlaceOp):
+    """A stateless in-place op over numeric columns (Clip, LogOp, Bucketize): it learns nothing,
+    so ``fit`` only checks, before any data is read, that every column it maps is numeric."""
+
+    @property
+    def stateful(self) -> bool:
+        return False
+
+    def prepare(self, dtypes: Mapping[str, Any]) -> None:
+        require_numeric(dtypes, self.columns, self._where())

@@ -10,7 +10,7 @@ import pandas as pd
 
 from .backend import float_values
 from .base import ColumnSchema, InPlaceOp, NotFittedError, PartitionContext, column_list
-from .moments import Moments, require_numeric
+from .moments import Moments, require_numeric, require_values
 
 
 class Normalize(InPlaceOp):
@@ -39,7 +39,13 @@ class Normalize(InPlaceOp):
         return Moments.merge(a, b)
 
     def finish_fit(self, stats: Moments) -> None:
+        require_values(stats.count, self.columns, self._where())
         self.moments_ = stats
+
+    @property
+    def stats_(self) -> Moments | None:
+        """The merged statistics (what an incremental refit merges new partitions into)."""
+        return self.moments_
 
     def transform(self, frame: pd.DataFrame, ctx: PartitionContext) -> dict[str, Any]:
         if self.moments_ is None:

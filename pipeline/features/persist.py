@@ -4,10 +4,16 @@ No pickle: the manifest is plain JSON and every table is Parquet, so a saved wor
 any later recpipe and a reader could be written in another language. Layout::
 
     <directory>/
-      workflow.json                      format_version, ops (type, params, state), schemas
+      workflow.json                      format_version, steps (type, params, state, reads,
+                                         level), outputs, schemas, input tags
       stats/<NN>_<op type>/<name>.parquet   one per fitted statistic
 
 ``workflow.json`` is written last and atomically, so a crashed save never looks complete.
+
+Format history: 1 = a list of ops (parallel branches, pass-through); 2 = a compiled graph: each
+op also records the version of each column it reads (``-1`` = the raw input, ``k`` = the output
+of op ``k``) and its fitting level, plus the output columns and whether unselected input columns
+pass through. Format 1 directories still load (as the list form they were).
 """
 
 from __future__ import annotations
@@ -25,8 +31,9 @@ import pandas as pd
 from pipeline.errors import ConfigError
 
 from .base import ColumnSchema, Op, op_types
+from .plan import Plan, compile_list, plan_from_saved
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 """Bump when a saved workflow changes so that older recpipe releases could misread it."""
 MANIFEST = "workflow.json"
 
@@ -51,11 +58,13 @@ def _file_name(name: str, taken: set[str]) -> str:
 
 def save_workflow(
     directory: str | os.PathLike[str],
-    ops: Sequence[Op],
+    plan: Plan,
     input_schema: dict[str, ColumnSchema],
     output_schema: dict[str, ColumnSchema],
+    input_tags: dict[str, list[str]] | None = None,
 ) -> Path:
-    """Write the manifest and statistics of fitted ``ops`` under ``directory``."""
+    """Write the manifest and statistics of a fitted ``plan`` under ``directory``."""
+    ops: Sequence[Op] = plan.ops
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
     entries = []
@@ -72,13 +81,18 @@ def save_workflow(
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             table.to_parquet(root / rel, index=False)
             files[name] = rel.as_posix()
+        step = plan.steps[i]
         entries.append(
-            {"type": op.type_name, "params": op.get_params(), "state": state, "tables": files}
+            {"type": op.type_name, "params": op.get_params(), "state": state, "tables": files,
+             "reads": step.reads, "level": step.level}
         )
     manifest = {
         "format_version": FORMAT_VERSION,
         "recpipe_version": _recpipe_version(),
         "ops": entries,
+        "outputs": [[c, v] for c, v in plan.outputs.items()],
+        "keep_raw": plan.keep_raw,
+        "input_tags": input_tags or {},
         "input_schema": input_schema,
         "output_schema": output_schema,
     }
@@ -90,8 +104,8 @@ def save_workflow(
 
 def load_workflow(
     directory: str | os.PathLike[str],
-) -> tuple[list[Op], dict[str, ColumnSchema], dict[str, ColumnSchema]]:
-    """Read what ``save_workflow`` wrote: (fitted ops, input schema, output schema)."""
+) -> tuple[Plan, dict[str, ColumnSchema], dict[str, ColumnSchema], dict[str, list[str]]]:
+    """Read what ``save_workflow`` wrote: (fitted plan, input schema, output schema, tags)."""
     root = Path(directory)
     path = root / MANIFEST
     if not path.is_file():
@@ -109,8 +123,24 @@ def load_workflow(
             f"{manifest.get('recpipe_version', '?')}), but this recpipe reads format_version "
             f"<= {FORMAT_VERSION}. Upgrade recpipe to load it"
         )
-    ops = [_load_op(root, path, i, entry) for i, entry in enumerate(manifest.get("ops", []))]
-    return ops, manifest["input_schema"], manifest["output_schema"]
+    entries = manifest.get("ops", [])
+    ops = [_load_op(root, path, i, entry) for i, entry in enumerate(entries)]
+    try:
+        in_schema, out_schema = manifest["input_schema"], manifest["output_schema"]
+        if version == 1:
+            plan = compile_list(ops, list(in_schema))
+        else:
+            steps = [
+                (op, {str(c): int(v) for c, v in e["reads"].items()}, int(e["level"]))
+                for op, e in zip(ops, entries, strict=True)
+            ]
+            outputs = {str(c): int(v) for c, v in manifest["outputs"]}
+            plan = plan_from_saved(steps, outputs, bool(manifest["keep_raw"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"{path}: the workflow manifest is incomplete or damaged: {exc!r}"
+        ) from exc
+    return plan, in_schema, out_schema, dict(manifest.get("input_tags") or {})
 
 
 def _load_op(root: Path, path: Path, i: int, entry: Any) -> Op:

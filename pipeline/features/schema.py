@@ -1,13 +1,14 @@
 """Input checks and the input/output schema of a workflow.
 
 The output schema is what downstream stages size models from: per column its dtype (exactly what
-``transform`` produces), tags (``categorical``, ``continuous``, ``target_encoding``, ``target``)
-and cardinality (embedding-table rows for categorified columns, else None).
+``transform`` produces), tags (``categorical``, ``continuous``, ``target_encoding``, ``target``,
+``user_id``, ``item_id`` and any user tag), cardinality (embedding-table rows for categorified
+columns, else None) and, where known, the value range.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -15,6 +16,7 @@ import pandas as pd
 from pipeline.errors import DataError
 
 from .base import ColumnSchema, Op
+from .plan import RAW, Plan
 
 
 def check_columns(present: Iterable[str], ops: Sequence[Op], *, fitting: bool) -> None:
@@ -35,39 +37,53 @@ def check_columns(present: Iterable[str], ops: Sequence[Op], *, fitting: bool) -
         )
 
 
-def check_inputs(present: Iterable[str], input_schema: dict[str, ColumnSchema]) -> None:
-    """For a fitted (or loaded) workflow: every column its ops read must be in the frame."""
-    have = list(present)
-    missing = [c for c, s in input_schema.items() if s.get("required") and c not in set(have)]
-    if missing:
-        raise DataError(
-            f"the data lacks input column(s) {_names(missing)} that this workflow was fitted "
-            f"with. Columns present: {have!r}"
-        )
-
-
-def input_schema(dtypes: pd.Series, ops: Sequence[Op]) -> dict[str, ColumnSchema]:
+def input_schema(dtypes: pd.Series, required: Iterable[str]) -> dict[str, ColumnSchema]:
     """Each column of the fitting data: its dtype and whether transform needs it."""
-    required = {c for op in ops for c in op.required_columns}
+    required = set(required)
     return {str(c): {"dtype": str(dtype), "required": c in required} for c, dtype in dtypes.items()}
 
 
-def output_schema(out_meta: pd.DataFrame, ops: Sequence[Op]) -> dict[str, ColumnSchema]:
-    """Schema of ``transform``'s output, from its (empty) output frame and the fitted ops."""
-    targets = {getattr(op, "target", None) for op in ops} - {None}
+def lineage(plan: Plan, column: str, version: int) -> list[Op]:
+    """The ops that produced this version of ``column``, first to last."""
+    ops: list[Op] = []
+    while version != RAW:
+        step = plan.steps[version]
+        ops.append(step.op)
+        version = step.reads.get(column, RAW)
+    return ops[::-1]
+
+
+def output_schema(
+    out_meta: pd.DataFrame, plan: Plan, input_tags: Mapping[str, Sequence[str]] | None = None
+) -> dict[str, ColumnSchema]:
+    """Schema of ``transform``'s output, from its (empty) output frame and the fitted plan.
+
+    Tags accumulate along a column's chain of ops (an input tagged ``user_id`` and categorified
+    is ``["user_id", "categorical"]``); a column some op uses as its target is tagged ``target``.
+    Categorified columns get ``value_range`` ``[0, cardinality - 1]``; ops may add their own
+    extras (``min``/``max``, ``source``...).
+    """
+    tags_in = dict(input_tags or {})
+    targets = plan.targets()
     schema: dict[str, ColumnSchema] = {}
     for column, dtype in out_meta.dtypes.items():
-        entry: dict[str, Any] = {"dtype": str(dtype), "tags": [], "cardinality": None, "ops": []}
-        for op in ops:
-            if column in op.output_columns:
-                extra = op.column_schema(column)
-                tags = entry["tags"] + [t for t in extra.get("tags", []) if t not in entry["tags"]]
-                entry.update({k: v for k, v in extra.items() if v is not None and k != "tags"})
-                entry["tags"] = tags
-                entry["ops"] = [*entry["ops"], op.type_name]
-        if column in targets:
+        name = str(column)
+        version = plan.outputs.get(name, RAW)
+        entry: dict[str, Any] = {
+            "dtype": str(dtype), "tags": list(tags_in.get(name, [])) if version == RAW or
+            plan.steps[version].op.in_place else [], "cardinality": None, "ops": [],
+        }
+        for op in lineage(plan, name, version):
+            extra = op.column_schema(name)
+            tags = entry["tags"] + [t for t in extra.get("tags", []) if t not in entry["tags"]]
+            entry.update({k: v for k, v in extra.items() if v is not None and k != "tags"})
+            entry["tags"] = tags
+            entry["ops"] = [*entry["ops"], op.type_name]
+        if "categorical" in entry["tags"] and entry.get("cardinality"):
+            entry["value_range"] = [0, int(entry["cardinality"]) - 1]
+        if name in targets and "target" not in entry["tags"]:
             entry["tags"] = [*entry["tags"], "target"]
-        schema[str(column)] = entry
+        schema[name] = entry
     return schema
 
 

@@ -1,4 +1,4 @@
-"""TargetEncoding: a smoothed mean of the target per group value, as a new float32 column."""
+"""TargetEncoding: a smoothed mean of each target per group value, as new float32 columns."""
 
 from __future__ import annotations
 
@@ -11,21 +11,32 @@ from pandas.api import types as ptypes
 
 from pipeline.errors import ConfigError, DataError
 
-from .base import ColumnSchema, NotFittedError, Op, PartitionContext, column_list
+from .base import (
+    ColumnSchema,
+    NotFittedError,
+    Op,
+    PartitionContext,
+    column_list,
+    columns_of,
+    groups_param,
+)
 from .folds import fold_ids
+from .group_keys import GroupKeys, group_keys
 from .keys import KeyKind, key_kind
-from .te_stats import TargetEncoder, TargetStats
+from .te_stats import TargetStats
 
 
 class TargetEncoding(Op):
-    """Add ``TE_<cols>_<target>`` for each group of ``columns``.
+    """Add ``TE_<cols>_<target>`` for each group of ``columns`` and each target.
 
     ``columns`` lists groups: a name is a one-column group, a list of names is a multi-column
-    group (``[["user_id", "item_id"]]`` -> ``TE_user_id_item_id_<target>``). The encoding is
-    ``(sum + p_smooth * global_mean) / (count + p_smooth)``; unseen or null keys get the global
-    mean. The target is needed only to fit. ``Workflow.fit_transform`` gives training rows
-    out-of-fold values (``kfold`` folds from a stable hash of ``seed`` and the row's values, see
-    ``folds``); ``kfold=1`` turns that off.
+    group (``[["user_id", "item_id"]]`` -> ``TE_user_id_item_id_<target>``); ``target`` is a
+    column name or a list of them. The encoding is ``(sum + p_smooth * mean) / (count +
+    p_smooth)``, ``mean`` being the target's global mean; unseen or null keys get ``mean``.
+    Targets are needed only to fit. ``Workflow.fit_transform`` gives training rows out-of-fold
+    values: a row's fold (of ``kfold``) is a stable hash of ``seed`` and the row's values in the
+    op's own columns (keys and targets), so it depends on neither partitioning nor index, and
+    identical rows share a fold (they cannot leak each other's target). ``kfold=1`` turns it off.
     """
 
     type_name = "TargetEncoding"
@@ -33,45 +44,54 @@ class TargetEncoding(Op):
 
     def __init__(
         self,
-        columns: str | Sequence[str | Sequence[str]],
-        target: str,
+        columns: str | Sequence[str | Sequence[str]] | None,
+        target: str | Sequence[str],
         p_smooth: float = 20.0,
         kfold: int = 5,
         seed: int = 0,
     ) -> None:
         if isinstance(columns, str):
             columns = [columns]
-        if not isinstance(columns, Sequence) or not columns:
+        if columns is not None and (not isinstance(columns, Sequence) or not columns):
             raise ConfigError(f"TargetEncoding: columns must be a non-empty list, got {columns!r}")
-        self.groups = tuple(column_list(g, "TargetEncoding") for g in columns)
-        if not isinstance(target, str) or not target:
-            raise ConfigError(f"TargetEncoding: target must be a column name, got {target!r}")
+        # None: not bound yet, a graph gives the groups (``cols >> TargetEncoding(None, ...)``).
+        self.groups = tuple(column_list(g, "TargetEncoding") for g in columns or ())
+        self.targets = _targets(target)
         for g in self.groups:
-            if target in g:
-                raise ConfigError(f"TargetEncoding: target {target!r} is also a key column")
+            both = sorted(set(g) & set(self.targets))
+            if both:
+                raise ConfigError(f"TargetEncoding: target {both[0]!r} is also a key column")
         if isinstance(p_smooth, bool) or not isinstance(p_smooth, int | float) or p_smooth < 0:
             raise ConfigError(f"TargetEncoding: p_smooth must be a number >= 0, got {p_smooth!r}")
         if isinstance(kfold, bool) or not isinstance(kfold, int) or kfold < 1:
             raise ConfigError(f"TargetEncoding: kfold must be an int >= 1, got {kfold!r}")
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ConfigError(f"TargetEncoding: seed must be an int, got {seed!r}")
-        self.target = target
         self.p_smooth = float(p_smooth)
         self.kfold = kfold
         self.seed = seed
         self.kinds_: dict[str, KeyKind] = {}
-        self.encoders_: dict[str, TargetEncoder] | None = None
-        names = [self.output_name(g) for g in self.groups]
+        self.stats_: dict[str, TargetStats] | None = None
+        self._totals: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        names = [self.output_name(g, t) for g in self.groups for t in self.targets]
         if len(set(names)) != len(names):
             raise ConfigError(f"TargetEncoding: columns {columns!r} repeat a group")
 
-    def output_name(self, group: Sequence[str]) -> str:
-        return "TE_" + "_".join(group) + "_" + self.target
+    @property
+    def target(self) -> str:
+        """The first target (the schema tags every target column as ``target``)."""
+        return self.targets[0]
+
+    def output_name(self, group: Sequence[str], target: str | None = None) -> str:
+        return "TE_" + "_".join(group) + "_" + (target or self.target)
+
+    def _outputs(self) -> list[tuple[str, tuple[str, ...], str]]:
+        return [(self.output_name(g, t), g, t) for g in self.groups for t in self.targets]
 
     def get_params(self) -> dict[str, Any]:
         return {
-            "columns": [g[0] if len(g) == 1 else list(g) for g in self.groups],
-            "target": self.target,
+            "columns": groups_param(self.groups),
+            "target": self.targets[0] if len(self.targets) == 1 else list(self.targets),
             "p_smooth": self.p_smooth,
             "kfold": self.kfold,
             "seed": self.seed,
@@ -79,107 +99,175 @@ class TargetEncoding(Op):
 
     @property
     def required_columns(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(c for g in self.groups for c in g))
+        return columns_of(self.groups)
 
     @property
     def input_columns(self) -> tuple[str, ...]:
-        return (*self.required_columns, self.target)
+        return (*self.required_columns, *self.targets)
 
     @property
     def output_columns(self) -> tuple[str, ...]:
-        return tuple(self.output_name(g) for g in self.groups)
+        return tuple(name for name, _, _ in self._outputs())
 
     @property
     def fitted(self) -> bool:
-        return self.encoders_ is not None
+        return self.stats_ is not None
 
     def prepare(self, dtypes: Mapping[str, Any]) -> None:
         where = self._where()
         self.kinds_ = {c: key_kind(dtypes[c], c, where) for c in self.required_columns}
-        dtype = dtypes[self.target]
-        if not ptypes.is_numeric_dtype(dtype) or ptypes.is_complex_dtype(dtype):
-            raise DataError(
-                f"{where}: target column {self.target!r} has dtype {dtype}; it must be numeric "
-                "(0/1 labels or a continuous value). Map labels to numbers first"
-            )
+        for t in self.targets:
+            dtype = dtypes[t]
+            if not ptypes.is_numeric_dtype(dtype) or ptypes.is_complex_dtype(dtype):
+                raise DataError(
+                    f"{where}: target column {t!r} has dtype {dtype}; it must be numeric "
+                    "(0/1 labels or a continuous value). Map labels to numbers first"
+                )
 
-    def _folds(self, ctx: PartitionContext) -> np.ndarray | None:
+    def _folds(self, frame: pd.DataFrame, ctx: PartitionContext) -> np.ndarray | None:
         if not ctx.out_of_fold or self.kfold < 2:
             return None
-        return fold_ids(ctx.row_hash(), self.seed, self.kfold)
+        own = frame[sorted(self.input_columns)]
+        row_hash = pd.util.hash_pandas_object(own, index=False).to_numpy(dtype=np.uint64)
+        return fold_ids(row_hash, self.seed, self.kfold)
 
-    def partition_stats(
-        self, frame: pd.DataFrame, ctx: PartitionContext
-    ) -> tuple[TargetStats, ...]:
-        folds = self._folds(ctx)
+    def _keys(self, frame: pd.DataFrame, group: tuple[str, ...]) -> GroupKeys:
+        return group_keys(frame, group, [self.kinds_[c] for c in group], self._where())
+
+    def partition_stats(self, frame: pd.DataFrame, ctx: PartitionContext) -> dict[str, TargetStats]:
+        folds = self._folds(frame, ctx)
         n_folds = self.kfold if folds is not None else 1
-        return tuple(
-            TargetStats.from_partition(
-                frame, g, [self.kinds_[c] for c in g], self.target, folds, n_folds, self._where()
-            )
-            for g in self.groups
-        )
+        ys = {t: frame[t].to_numpy(dtype=np.float64, na_value=np.nan) for t in self.targets}
+        stats = {}
+        for g in self.groups:
+            gk = self._keys(frame, g)
+            kinds = [self.kinds_[c] for c in g]
+            for t in self.targets:
+                stats[self.output_name(g, t)] = TargetStats.from_keys(
+                    gk.key, gk.values, gk.ok, ys[t], folds, n_folds, g, kinds, self._where()
+                )
+        return stats
 
     def merge_stats(
-        self, a: tuple[TargetStats, ...], b: tuple[TargetStats, ...]
-    ) -> tuple[TargetStats, ...]:
-        return tuple(TargetStats.merge(x, y) for x, y in zip(a, b, strict=True))
+        self, a: dict[str, TargetStats], b: dict[str, TargetStats]
+    ) -> dict[str, TargetStats]:
+        return {name: TargetStats.merge(a[name], b[name], self._where()) for name in a}
 
-    def finish_fit(self, stats: tuple[TargetStats, ...]) -> None:
-        encoders = {}
-        for g, s in zip(self.groups, stats, strict=True):
+    def finish_fit(self, stats: dict[str, TargetStats]) -> None:
+        for name, group, target in self._outputs():
+            s = stats[name]
             if s.total_count.sum() == 0:
                 raise DataError(
-                    f"{self._where()}: target column {self.target!r} has no non-null values"
+                    f"{self._where()}: target column {target!r} has no non-null values"
                 )
-            folds = s if len(s.total_count) > 1 else None
-            kinds = [self.kinds_[c] for c in g]
-            encoders[self.output_name(g)] = TargetEncoder(
-                s.collapse_folds(), kinds, self.p_smooth, folds
-            )
-        self.encoders_ = encoders
+            if len(s.key) == 0:
+                raise DataError(
+                    f"{self._where()}: key column(s) {list(group)!r} have no non-null values "
+                    f"where {target!r} is set; nothing to encode"
+                )
+        self.stats_ = dict(stats)
+        self._totals = {name: s.key_totals() for name, s in self.stats_.items()}
 
-    def _encoders(self) -> dict[str, TargetEncoder]:
-        if self.encoders_ is None:
+    def _stats(self) -> dict[str, TargetStats]:
+        if self.stats_ is None:
             raise NotFittedError(f"{self._where()} is not fitted; call Workflow.fit first")
-        return self.encoders_
+        return self.stats_
 
     def transform(self, frame: pd.DataFrame, ctx: PartitionContext) -> dict[str, Any]:
-        encoders, where = self._encoders(), self._where()
-        folds = self._folds(ctx)
-        return {name: enc.encode(frame, where, folds) for name, enc in encoders.items()}
+        stats = self._stats()
+        folds = self._folds(frame, ctx)
+        out = {}
+        for g in self.groups:
+            gk = self._keys(frame, g)
+            for t in self.targets:
+                name = self.output_name(g, t)
+                out[name] = self._encode(stats[name], self._totals[name], gk, folds)
+        return out
+
+    def _encode(
+        self,
+        stats: TargetStats,
+        totals: tuple[np.ndarray, np.ndarray],
+        gk: GroupKeys,
+        fold: np.ndarray | None,
+    ) -> np.ndarray:
+        """float32 encodings; with ``fold``, each row's own fold is left out (training rows).
+
+        Rows are processed in key order, so every table lookup and gather walks the (possibly
+        large) statistics in order instead of jumping around memory, then scattered back.
+        """
+        p = self.p_smooth
+        global_count = float(stats.total_count.sum())
+        global_sum = float(stats.total_sum.sum())
+        prior = np.full(len(gk.ok), global_sum / max(global_count, 1.0))
+        if fold is not None and stats.n_folds > 1:
+            rest = global_count - stats.total_count[fold]
+            rest_sum = global_sum - stats.total_sum[fold]
+            prior = np.where(rest > 0, rest_sum / np.maximum(rest, 1), prior)
+        order = np.argsort(gk.key)
+        pos = stats.lookup(gk.key[order], [v[order] for v in gk.values], presorted=True)
+        hit = pos >= 0
+        safe = np.maximum(pos, 0)
+        count = np.where(hit, totals[0][safe] if len(totals[0]) else 0, 0).astype(np.float64)
+        total = np.where(hit, totals[1][safe] if len(totals[1]) else 0.0, 0.0)
+        if fold is not None and stats.n_folds > 1:
+            fc, fs = stats.fold_entries(pos, fold[gk.ok][order])
+            count, total = count - fc, total - fs
+        row_prior = prior[gk.ok][order]
+        denom = count + p
+        smoothed = (total + p * row_prior) / np.where(denom > 0, denom, 1.0)
+        encoded = np.empty(len(order))
+        encoded[order] = np.where(denom > 0, smoothed, row_prior)
+        out = prior.copy()
+        out[gk.ok] = encoded
+        return out.astype(np.float32)
 
     def column_schema(self, column: str) -> ColumnSchema:
-        group = self.groups[self.output_columns.index(column)]
-        return {
-            "tags": ["continuous", "target_encoding"],
-            "cardinality": None,
-            "source": list(group),
-            "target": self.target,
-        }
+        for name, group, target in self._outputs():
+            if name == column:
+                return {
+                    "tags": ["continuous", "target_encoding"],
+                    "cardinality": None,
+                    "source": list(group),
+                    "target": target,
+                }
+        raise KeyError(column)
 
     def save_state(self) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
         state, tables = {}, {}
-        for name, enc in self._encoders().items():
+        for name, s in self._stats().items():
             state[name] = {
-                "kinds": list(enc.kinds),
-                "global_count": int(enc.global_count),
-                "global_sum": enc.global_sum,
+                "kinds": list(s.kinds),
+                "n_folds": s.n_folds,
+                "total_count": [int(v) for v in s.total_count],
+                "total_sum": [float(v) for v in s.total_sum],
             }
-            tables[name] = enc.stats.table
+            tables[name] = s.table()
         return {"encoders": state}, tables
 
     def load_state(self, state: Mapping[str, Any], tables: Mapping[str, pd.DataFrame]) -> None:
-        encoders = {}
-        for g in self.groups:
-            name = self.output_name(g)
+        stats = {}
+        for name, group, _ in self._outputs():
             saved = state["encoders"][name]
-            table = tables[name].copy()
-            table["count"] = table["count"].astype(np.int64)
-            table["sum"] = table["sum"].astype(np.float64)
-            stats = TargetStats(
-                g, table, np.array([saved["global_count"]]), np.array([float(saved["global_sum"])])
+            if "total_count" in saved:
+                counts, sums = saved["total_count"], saved["total_sum"]
+            else:  # format of the first release: global totals only, one fold
+                counts, sums = [saved["global_count"]], [saved["global_sum"]]
+            stats[name] = TargetStats.from_table(
+                tables[name], group, saved["kinds"], int(saved.get("n_folds", 1)),
+                counts, sums, self._where(),
             )
-            encoders[name] = TargetEncoder(stats, saved["kinds"], self.p_smooth)
-            self.kinds_.update(zip(g, saved["kinds"], strict=True))
-        self.encoders_ = encoders
+            self.kinds_.update(zip(group, saved["kinds"], strict=True))
+        self.stats_ = stats
+        self._totals = {name: s.key_totals() for name, s in stats.items()}
+
+
+def _targets(target: str | Sequence[str]) -> tuple[str, ...]:
+    targets = (target,) if isinstance(target, str) else tuple(target)
+    if not targets or not all(isinstance(t, str) and t for t in targets):
+        raise ConfigError(
+            f"TargetEncoding: target must be a column name or a list of them, got {target!r}"
+        )
+    if len(set(targets)) != len(targets):
+        raise ConfigError(f"TargetEncoding: target {list(targets)!r} names a column twice")
+    return targets

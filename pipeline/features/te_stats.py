@@ -1,8 +1,10 @@
-"""TargetEncoding's statistic and fitted encoder.
+"""TargetEncoding's statistic: (count, sum of target) per group key and fold, merged exactly.
 
-Statistic per group value (and per fold when fitting out-of-fold): (count, sum of target), plus
-the same totals over every row with a target. Rows whose target is null are ignored; rows whose
-key has a null are counted in the totals only, and encode to the global mean, like unseen keys.
+Layout (vectorised, no pandas groupby): the distinct group keys sorted (``key``, uint64, see
+``group_keys``), their raw values, and per key a short run of (fold, count, sum) entries in a
+CSR layout (``indptr``), folds ascending. Without out-of-fold fitting there is one fold. Rows
+with a null target are ignored; rows with a null key count only in the per-fold totals (and so
+in the global mean that unseen and null keys encode to).
 """
 
 from __future__ import annotations
@@ -13,33 +15,32 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .backend import float_values
+from .group_keys import (
+    check_collisions,
+    empty_values,
+    group_keys,
+    is_exact,
+    key_of,
+    raw_values,
+)
 from .keys import KeyKind, canonical
 
 FOLD = "__fold__"
 
 
-def key_arrays(
-    frame: pd.DataFrame, keys: Sequence[str], kinds: Sequence[KeyKind], where: str
-) -> tuple[np.ndarray, list[pd.Index]]:
-    """(rows whose keys are all non-null, canonical key values of those rows, one per key)."""
-    parts = [canonical(frame[k], kind, where) for k, kind in zip(keys, kinds, strict=True)]
-    ok = np.ones(len(frame), dtype=bool)
-    for null, _ in parts:
-        ok &= ~null
-    return ok, [values[ok[~null]] for null, values in parts]
-
-
 @dataclass(frozen=True)
 class TargetStats:
-    """Group statistics: ``table`` has the key columns, ``__fold__``, ``count`` and ``sum``.
-
-    Rows are sorted by (keys, fold), so equal statistics compare equal whatever the split.
-    ``total_count``/``total_sum`` hold the per-fold totals (one fold when not out-of-fold).
-    """
+    """Per (key, fold) target counts and sums of one column group, plus per-fold totals."""
 
     keys: tuple[str, ...]
-    table: pd.DataFrame
+    kinds: tuple[KeyKind, ...]
+    n_folds: int
+    key: np.ndarray
+    values: tuple[np.ndarray, ...]
+    indptr: np.ndarray
+    fold: np.ndarray
+    count: np.ndarray
+    sum: np.ndarray
     total_count: np.ndarray
     total_sum: np.ndarray
 
@@ -49,107 +50,234 @@ class TargetStats:
         frame: pd.DataFrame,
         keys: Sequence[str],
         kinds: Sequence[KeyKind],
-        target: str,
+        target: str | np.ndarray,
         folds: np.ndarray | None,
         n_folds: int,
         where: str,
     ) -> TargetStats:
-        y = float_values(frame[target])
+        """Statistics of one partition; ``target`` is a column name or a float array."""
+        y = _target(frame, target)
+        gk = group_keys(frame, keys, kinds, where)
+        return cls.from_keys(gk.key, gk.values, gk.ok, y, folds, n_folds, keys, kinds, where)
+
+    @classmethod
+    def from_keys(
+        cls,
+        key: np.ndarray,
+        values: Sequence[np.ndarray],
+        ok: np.ndarray,
+        y: np.ndarray,
+        folds: np.ndarray | None,
+        n_folds: int,
+        keys: Sequence[str],
+        kinds: Sequence[KeyKind],
+        where: str,
+    ) -> TargetStats:
+        """Statistics from precomputed group keys (shared by several targets of one group)."""
         has_y = ~np.isnan(y)
-        fold = folds if folds is not None else np.zeros(len(frame), dtype=np.int64)
-        ok, values = key_arrays(frame, keys, kinds, where)
+        fold = folds if folds is not None else np.zeros(len(y), dtype=np.int64)
+        total_count = np.bincount(fold[has_y], minlength=n_folds).astype(np.int64)
+        total_sum = np.bincount(fold[has_y], weights=y[has_y], minlength=n_folds)
         sel = has_y[ok]
-        cols: dict[str, object] = {k: v[sel].array for k, v in zip(keys, values, strict=True)}
-        cols[FOLD] = fold[ok][sel]
-        cols["y"] = y[ok][sel]
-        grouped = pd.DataFrame(cols).groupby([*keys, FOLD], sort=True)["y"]
-        table = pd.DataFrame({"count": grouped.size(), "sum": grouped.sum()}).reset_index()
-        table["count"] = table["count"].astype(np.int64)
+        h, f, yy = key[sel], fold[ok][sel], y[ok][sel]
+        vals = tuple(v[sel] for v in values)
+        codes, uniq = pd.factorize(h)
+        uniq = np.asarray(uniq, dtype=np.uint64)
+        order = np.argsort(uniq)
+        rank = np.empty(len(uniq), dtype=np.int64)
+        rank[order] = np.arange(len(uniq))
+        code = rank[codes]
+        first = np.empty(len(uniq), dtype=np.int64)
+        first[code] = np.arange(len(code))  # any row of a key will do: they share its values
+        key_values = tuple(v[first] for v in vals)
+        if not is_exact(kinds):
+            check_collisions(keys, [v[code] for v in key_values], vals, where)
+        gid = code * n_folds + f
+        counts = np.bincount(gid, minlength=len(uniq) * n_folds)
+        sums = np.bincount(gid, weights=yy, minlength=len(uniq) * n_folds)
+        nz = np.flatnonzero(counts)
         return cls(
-            tuple(keys),
-            table,
-            np.bincount(fold[has_y], minlength=n_folds).astype(np.int64),
-            np.bincount(fold[has_y], weights=y[has_y], minlength=n_folds).astype(np.float64),
+            tuple(keys), tuple(kinds), n_folds, uniq[order], key_values,
+            _indptr(nz // n_folds, len(uniq)), (nz % n_folds).astype(np.int16),
+            counts[nz].astype(np.int64), sums[nz], total_count, total_sum,
         )
 
     @staticmethod
-    def merge(a: TargetStats, b: TargetStats) -> TargetStats:
-        """Sum per (key, fold); counts exact, sums associative up to float rounding."""
-        if b.table.empty:
-            table = a.table
-        elif a.table.empty:
-            table = b.table
-        else:
-            both = pd.concat([a.table, b.table], ignore_index=True)
-            table = both.groupby([*a.keys, FOLD], sort=True, as_index=False)[["count", "sum"]].sum()
-        return TargetStats(a.keys, table, a.total_count + b.total_count, a.total_sum + b.total_sum)
+    def merge(a: TargetStats, b: TargetStats, where: str = "TargetEncoding") -> TargetStats:
+        """Sum per (key, fold): counts exact, sums associative up to float rounding."""
+        if a.n_folds != b.n_folds:  # an in-sample refit into out-of-fold state: drop folds
+            a, b = a.collapse_folds(), b.collapse_folds()
+        k = a.n_folds
+        both = np.concatenate([a.key, b.key])
+        order = np.argsort(both, kind="stable")  # two sorted runs: a linear merge
+        sorted_keys = both[order]
+        new = _run_starts(sorted_keys)
+        values = tuple(
+            np.concatenate([x, y])[order] for x, y in zip(a.values, b.values, strict=True)
+        )
+        if not is_exact(a.kinds) and not new.all():
+            dup = np.flatnonzero(~new)
+            check_collisions(a.keys, [v[dup - 1] for v in values], [v[dup] for v in values], where)
+        pos = np.empty(len(both), dtype=np.int64)
+        pos[order] = np.cumsum(new) - 1
+        n_keys = int(new.sum())
+        gid = np.concatenate(
+            [
+                pos[: len(a.key)][_entry_keys(a)] * k + a.fold,
+                pos[len(a.key) :][_entry_keys(b)] * k + b.fold,
+            ]
+        )
+        eorder = np.argsort(gid, kind="stable")
+        gid = gid[eorder]
+        starts = np.flatnonzero(_run_starts(gid))
+        count = _sum_runs(np.concatenate([a.count, b.count])[eorder], starts)
+        total = _sum_runs(np.concatenate([a.sum, b.sum])[eorder], starts)
+        gid = gid[starts]
+        return TargetStats(
+            a.keys, a.kinds, k, sorted_keys[new], tuple(v[new] for v in values),
+            _indptr(gid // k, n_keys), (gid % k).astype(np.int16), count.astype(np.int64),
+            total, a.total_count + b.total_count, a.total_sum + b.total_sum,
+        )
+
+    def key_totals(self) -> tuple[np.ndarray, np.ndarray]:
+        """(count, sum) per key over every fold."""
+        if len(self.key) == 0:
+            return np.zeros(0, np.int64), np.zeros(0)
+        starts = self.indptr[:-1]
+        return np.add.reduceat(self.count, starts), np.add.reduceat(self.sum, starts)
 
     def collapse_folds(self) -> TargetStats:
-        """The same statistics summed over folds (what is saved and used for inference)."""
-        if self.table.empty:
-            table = self.table.drop(columns=FOLD)
-        else:
-            table = self.table.groupby(list(self.keys), sort=True, as_index=False)[
-                ["count", "sum"]
-            ].sum()
+        """The same statistics summed over folds (one fold: what inference uses)."""
+        count, total = self.key_totals()
         return TargetStats(
-            self.keys,
-            table.reset_index(drop=True),
-            np.array([self.total_count.sum()]),
-            np.array([self.total_sum.sum()]),
+            self.keys, self.kinds, 1, self.key, self.values,
+            np.arange(len(self.key) + 1, dtype=np.int64), np.zeros(len(self.key), np.int16),
+            count, total, np.array([self.total_count.sum()]), np.array([self.total_sum.sum()]),
+        )
+
+    def lookup(
+        self, key: np.ndarray, values: Sequence[np.ndarray], presorted: bool = False
+    ) -> np.ndarray:
+        """Position of each key in ``self.key``, -1 when absent (raw values double-checked).
+
+        ``presorted``: ``key`` is ascending, so the binary searches walk the table in order.
+        """
+        if len(self.key) == 0:
+            return np.full(len(key), -1, dtype=np.int64)
+        if not presorted and len(key) > 4096 and len(self.key) > 65536:
+            # Sorted queries walk the table in order: far fewer cache misses on a big table.
+            order = np.argsort(key)
+            pos = np.empty(len(key), dtype=np.int64)
+            pos[order] = np.searchsorted(self.key, key[order])
+        else:
+            pos = np.searchsorted(self.key, key).astype(np.int64)
+        pos = np.minimum(pos, len(self.key) - 1)
+        found = self.key[pos] == key
+        if not is_exact(self.kinds):
+            for mine, theirs in zip(self.values, values, strict=True):
+                found &= mine[pos] == theirs
+        return np.where(found, pos, -1)
+
+    def fold_entries(self, pos: np.ndarray, fold: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(count, sum) of each looked-up key's entry for ``fold`` (0 when absent or pos < 0).
+
+        A key's entries hold distinct folds in ascending order, so fold ``f`` can only sit at
+        offsets ``max(0, f - (k - n)) .. min(f, n - 1)`` of a key with ``n`` entries: one probe
+        when a key has every fold or just one (most keys), a few otherwise.
+        """
+        count = np.zeros(len(pos))
+        total = np.zeros(len(pos))
+        rows = np.flatnonzero(pos >= 0)
+        if len(self.fold) == 0 or len(rows) == 0:
+            return count, total
+        p, f = pos[rows], fold[rows]
+        start = self.indptr[p]
+        n = self.indptr[p + 1] - start
+        lo = np.maximum(0, f - (self.n_folds - n))
+        span = np.minimum(f, n - 1) - lo
+        for d in range(int(span.max(initial=-1)) + 1):
+            keep = span >= d
+            if not keep.all():
+                rows, start, lo, span, f = rows[keep], start[keep], lo[keep], span[keep], f[keep]
+            idx = start + lo + d
+            hit = self.fold[idx] == f
+            count[rows[hit]] = self.count[idx[hit]]
+            total[rows[hit]] = self.sum[idx[hit]]
+        return count, total
+
+    # -- persistence --------------------------------------------------------------------------
+
+    def table(self) -> pd.DataFrame:
+        """Long form: key columns, ``__fold__``, ``count``, ``sum`` (one row per entry)."""
+        per_key = _entry_keys(self)
+        cols: dict[str, object] = {}
+        for name, kind, v in zip(self.keys, self.kinds, self.values, strict=True):
+            cols[name] = _column(v[per_key], kind)
+        cols[FOLD] = self.fold.astype(np.int64)
+        cols["count"] = self.count
+        cols["sum"] = self.sum
+        return pd.DataFrame(cols)
+
+    @classmethod
+    def from_table(
+        cls,
+        table: pd.DataFrame,
+        keys: Sequence[str],
+        kinds: Sequence[KeyKind],
+        n_folds: int,
+        total_count: Sequence[int],
+        total_sum: Sequence[float],
+        where: str,
+    ) -> TargetStats:
+        """Inverse of ``table`` (a table without ``__fold__``, as older versions saved, is one
+        fold)."""
+        fold = (
+            table[FOLD].to_numpy(np.int64) if FOLD in table else np.zeros(len(table), np.int64)
+        )
+        values = tuple(
+            raw_values(canonical(table[c], k, where)[1], k)
+            for c, k in zip(keys, kinds, strict=True)
+        )
+        key = key_of(values, kinds) if len(table) else np.zeros(0, np.uint64)
+        order = np.lexsort((fold, key))
+        key, fold = key[order], fold[order]
+        new = _run_starts(key)
+        kpos = np.cumsum(new) - 1
+        return cls(
+            tuple(keys), tuple(kinds), int(n_folds), key[new],
+            tuple(v[order][new] for v in values) if len(key) else empty_values(kinds),
+            _indptr(kpos, int(new.sum())), fold.astype(np.int16),
+            table["count"].to_numpy(np.int64)[order], table["sum"].to_numpy(np.float64)[order],
+            np.asarray(total_count, dtype=np.int64), np.asarray(total_sum, dtype=np.float64),
         )
 
 
-def _gather(values: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    """``values[pos]`` with 0 where ``pos`` is -1 (not found)."""
-    if len(values) == 0:
-        return np.zeros(len(pos))
-    return np.where(pos >= 0, values[np.maximum(pos, 0)], 0.0)
+def _target(frame: pd.DataFrame, target: str | np.ndarray) -> np.ndarray:
+    if isinstance(target, str):
+        return frame[target].to_numpy(dtype=np.float64, na_value=np.nan)
+    return target
 
 
-class TargetEncoder:
-    """Smoothed means ``(sum + p * global_mean) / (count + p)``, looked up vectorised."""
+def _run_starts(values: np.ndarray) -> np.ndarray:
+    """True where a sorted array starts a run of equal values."""
+    return np.r_[True, values[1:] != values[:-1]] if len(values) else np.zeros(0, dtype=bool)
 
-    def __init__(
-        self,
-        stats: TargetStats,
-        kinds: Sequence[KeyKind],
-        p_smooth: float,
-        folds: TargetStats | None = None,
-    ) -> None:
-        self.stats = stats
-        self.kinds = tuple(kinds)
-        self.p_smooth = float(p_smooth)
-        self.global_count = float(stats.total_count.sum())
-        self.global_sum = float(stats.total_sum.sum())
-        self.global_mean = self.global_sum / max(self.global_count, 1.0)
-        self._index = pd.MultiIndex.from_arrays([stats.table[k].array for k in stats.keys])
-        self._count = stats.table["count"].to_numpy(np.float64)
-        self._sum = stats.table["sum"].to_numpy(np.float64)
-        self.folds = folds
-        if folds is not None:
-            self._fold_index = pd.MultiIndex.from_arrays(
-                [folds.table[k].array for k in (*folds.keys, FOLD)]
-            )
-            self._fold_count = folds.table["count"].to_numpy(np.float64)
-            self._fold_sum = folds.table["sum"].to_numpy(np.float64)
 
-    def encode(self, frame: pd.DataFrame, where: str, fold: np.ndarray | None = None) -> np.ndarray:
-        """float32 encodings; with ``fold``, each row's own fold is left out (training rows)."""
-        ok, values = key_arrays(frame, self.stats.keys, self.kinds, where)
-        pos = self._index.get_indexer(pd.MultiIndex.from_arrays(values))
-        count, total = _gather(self._count, pos), _gather(self._sum, pos)
-        prior = np.full(len(frame), self.global_mean)
-        if fold is not None and self.folds is not None:
-            # Leave the row's own fold out of its group's statistics and of the global mean.
-            rest = self.global_count - self.folds.total_count[fold]
-            rest_sum = self.global_sum - self.folds.total_sum[fold]
-            prior = np.where(rest > 0, rest_sum / np.maximum(rest, 1), prior)
-            fpos = self._fold_index.get_indexer(pd.MultiIndex.from_arrays([*values, fold[ok]]))
-            count = count - _gather(self._fold_count, fpos)
-            total = total - _gather(self._fold_sum, fpos)
-        out = prior.copy()
-        denom = count + self.p_smooth
-        smoothed = (total + self.p_smooth * prior[ok]) / np.where(denom > 0, denom, 1.0)
-        out[ok] = np.where(denom > 0, smoothed, prior[ok])
-        return out.astype(np.float32)
+def _sum_runs(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    return np.add.reduceat(values, starts) if len(starts) else values[:0]
+
+
+def _indptr(entry_key: np.ndarray, n_keys: int) -> np.ndarray:
+    """CSR row pointers from the (sorted) key index of each entry."""
+    return np.r_[0, np.cumsum(np.bincount(entry_key, minlength=n_keys))].astype(np.int64)
+
+
+def _entry_keys(stats: TargetStats) -> np.ndarray:
+    """The key index of each (key, fold) entry."""
+    return np.repeat(np.arange(len(stats.key), dtype=np.int64), np.diff(stats.indptr))
+
+
+def _column(values: np.ndarray, kind: KeyKind) -> object:
+    if kind == "str":
+        return pd.array(values, dtype=pd.StringDtype(na_value=np.nan))
+    return values

@@ -7,9 +7,12 @@ out-of-vocabulary hash buckets, then the vocabulary by descending count, ties by
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .keys import KeyKind, canonical, empty_keys, hash_keys
 
@@ -75,12 +78,22 @@ class Vocabulary:
         return self.first_index + len(self.values)
 
     @classmethod
-    def from_counts(cls, stats: ValueCounts, freq_threshold: int, num_buckets: int) -> Vocabulary:
-        """Keep values seen at least ``freq_threshold`` times, most frequent first."""
+    def from_counts(
+        cls,
+        stats: ValueCounts,
+        freq_threshold: int,
+        num_buckets: int,
+        max_size: int | None = None,
+    ) -> Vocabulary:
+        """Keep values seen at least ``freq_threshold`` times, most frequent first, and at most
+        ``max_size`` of them (the rest hash into the OOV buckets like rare values)."""
         table = pd.DataFrame({"value": stats.counts.index.array, "count": stats.counts.to_numpy()})
-        keep = table["count"].to_numpy() >= freq_threshold
-        vocab = table[keep].sort_values(["count", "value"], ascending=[False, True])
-        rare = table[~keep]
+        table = table.sort_values(["count", "value"], ascending=[False, True], kind="stable")
+        keep = table["count"].to_numpy() >= max(freq_threshold, 1)
+        if max_size is not None:
+            keep &= np.arange(len(table)) < max_size
+        vocab = table[keep]
+        rare = table[~keep].sort_values("value", kind="stable")
         return cls(
             kind=stats.kind,
             values=pd.Index(vocab["value"].array, dtype=stats.counts.index.dtype),
@@ -97,7 +110,7 @@ class Vocabulary:
     def encode(self, series: pd.Series, where: str) -> np.ndarray:
         """Vectorised encoding of one column to int64 indices."""
         null, values = canonical(series, self.kind, where)
-        pos = self.values.get_indexer(values)
+        pos = self._positions(values)
         codes = pos + self.first_index
         unseen = pos < 0
         if unseen.any():
@@ -105,6 +118,18 @@ class Vocabulary:
         out = np.full(len(series), NULL_INDEX, dtype=np.int64)
         out[~null] = codes
         return out
+
+    @cached_property
+    def _arrow_values(self) -> pa.Array:
+        return pa.array(self.values.array)
+
+    def _positions(self, values: pd.Index) -> np.ndarray:
+        """Vocabulary position of each value, -1 if absent. Strings use pyarrow's hash lookup
+        (several times faster than pandas' on string indexes); numbers pandas' hash table."""
+        if self.kind == "str" and len(values):
+            found = pc.index_in(pa.array(values.array), value_set=self._arrow_values)
+            return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        return self.values.get_indexer(values)
 
     def table(self) -> pd.DataFrame:
         """Every seen value with its count and index (vocabulary first, then rare values)."""

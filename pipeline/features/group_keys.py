@@ -1,0 +1,89 @@
+"""Rows of a column group -> one uint64 key per row, vectorised (no pandas groupby on objects).
+
+A single numeric column is its own key (its 64 bits reinterpreted: exact, no hashing). Strings
+and multi-column groups are hashed with pandas' stable ``hash_array`` and combined; the raw
+values travel with every statistic so a hash collision is detected (and reported), never
+silently merged. Keys are only compared for equality and sorted, never interpreted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from pipeline.errors import DataError
+
+from .backend import hash_values
+from .keys import KeyKind, canonical, empty_keys
+
+
+@dataclass(frozen=True)
+class GroupKeys:
+    """``ok``: rows whose group values are all non-null; for those rows, ``key`` and ``values``."""
+
+    ok: np.ndarray
+    key: np.ndarray
+    values: tuple[np.ndarray, ...]
+
+
+def is_exact(kinds: Sequence[KeyKind]) -> bool:
+    """Whether a group's keys are its raw bits (one numeric column) rather than a hash."""
+    return len(kinds) == 1 and kinds[0] != "str"
+
+
+def raw_values(index: pd.Index, kind: KeyKind) -> np.ndarray:
+    """Canonical values as a plain numpy array (object of ``str`` for strings)."""
+    if kind == "str":
+        return index.to_numpy(dtype=object)
+    return np.asarray(index.to_numpy())
+
+
+def key_of(values: Sequence[np.ndarray], kinds: Sequence[KeyKind]) -> np.ndarray:
+    """uint64 key of each row from canonical value arrays (one per column of the group)."""
+    if is_exact(kinds):
+        v = values[0]
+        if kinds[0] == "float":
+            return (v + 0.0).view(np.uint64)  # -0.0 == 0.0
+        return v.astype(np.int64, copy=False).view(np.uint64)
+    key = None
+    for v in values:
+        h = hash_values(v)
+        key = h if key is None else hash_values(key) ^ h
+    assert key is not None
+    return key
+
+
+def group_keys(
+    frame: pd.DataFrame, columns: Sequence[str], kinds: Sequence[KeyKind], where: str
+) -> GroupKeys:
+    """Keys of ``frame``'s rows for the group ``columns`` fitted as ``kinds``."""
+    parts = [canonical(frame[c], k, where) for c, k in zip(columns, kinds, strict=True)]
+    ok = np.ones(len(frame), dtype=bool)
+    for null, _ in parts:
+        ok &= ~null
+    values = tuple(
+        raw_values(idx[ok[~null]] if not ok.all() else idx, k)
+        for (null, idx), k in zip(parts, kinds, strict=True)
+    )
+    return GroupKeys(ok, key_of(values, kinds), values)
+
+
+def empty_values(kinds: Sequence[KeyKind]) -> tuple[np.ndarray, ...]:
+    return tuple(raw_values(empty_keys(k), k) for k in kinds)
+
+
+def check_collisions(
+    columns: Sequence[str], a: Sequence[np.ndarray], b: Sequence[np.ndarray], where: str
+) -> None:
+    """Rows of ``a`` and ``b`` share a key; they must also share their values."""
+    for c, x, y in zip(columns, a, b, strict=True):
+        differ = x != y
+        if np.any(differ):
+            i = int(np.flatnonzero(differ)[0])
+            raise DataError(
+                f"{where}: 64-bit key collision between values {x[i]!r} and {y[i]!r} of column "
+                f"{c!r}; encode this group through Categorify first (integer keys never collide)"
+            )

@@ -1,0 +1,30 @@
+"""HashBucket: categorical columns -> a stable hash bucket index, in place, with no vocabulary.
+
+For ids too many or too new to keep a vocabulary of; layout and hashing in ``hashing``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .base import InPlaceOp, column_list
+from .hashing import HashedGroupsMixin, check_buckets
+from .keys import KeyKind
+
+
+class HashBucket(HashedGroupsMixin, InPlaceOp):
+    """``2 + hash(value) % num_buckets``; nulls -> 1. Learns only each column's key kind."""
+
+    type_name = "HashBucket"
+
+    def __init__(self, columns: str | Sequence[str] | None, num_buckets: int) -> None:
+        self.columns = column_list(columns, "HashBucket")
+        self.num_buckets = check_buckets(num_buckets, "HashBucket")
+        self.kinds_: dict[str, KeyKind] = {}
+
+    def get_params(self) -> dict[str, Any]:
+        return {"columns": list(self.columns), "num_buckets": self.num_buckets}
+
+    def hashed_groups(self) -> list[tuple[str, tuple[str, ...]]]:
+        return [(c, (c,)) for c in self.columns]

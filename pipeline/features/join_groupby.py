@@ -1,0 +1,191 @@
+"""JoinGroupby: per-key aggregates of continuous columns, joined back onto every row.
+
+``JoinGroupby(["user_id"], cont_cols=["price"], stats=["count", "mean"])`` adds
+``user_id_count`` and ``user_id_price_mean``. The statistic (``group_moments``) is mergeable, so
+it fits in the workflow's tree reduction and refits incrementally. Unseen or null keys get count
+0 and NaN aggregates; ``std`` is the sample standard deviation (pandas' ``std``; NaN for one row).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.errors import ConfigError, DataError
+
+from .base import (
+    ColumnSchema,
+    NotFittedError,
+    Op,
+    PartitionContext,
+    column_list,
+    columns_of,
+    groups_param,
+)
+from .group_keys import group_keys, key_of, raw_values
+from .group_moments import GroupMoments
+from .keys import KeyKind, canonical, key_kind
+from .moments import require_numeric
+
+STATS = ("count", "sum", "mean", "std")
+
+
+class JoinGroupby(Op):
+    """Group by each of ``columns`` (a name or a list of names per group)."""
+
+    type_name = "JoinGroupby"
+    in_place = False
+
+    def __init__(
+        self,
+        columns: str | Sequence[str | Sequence[str]] | None,
+        cont_cols: Sequence[str] = (),
+        stats: Sequence[str] = ("count",),
+    ) -> None:
+        if isinstance(columns, str):
+            columns = [columns]
+        self.groups = tuple(column_list(g, "JoinGroupby") for g in columns or ())
+        self.cont_cols = tuple(cont_cols)
+        if isinstance(stats, str):
+            stats = [stats]
+        unknown = sorted(set(stats) - set(STATS))
+        if unknown or not stats:
+            raise ConfigError(f"JoinGroupby: stats must be a non-empty subset of {STATS}, got "
+                              f"{list(stats)!r}")
+        self.stats = tuple(s for s in STATS if s in stats)
+        if any(s != "count" for s in self.stats) and not self.cont_cols:
+            raise ConfigError("JoinGroupby: sum/mean/std need cont_cols to aggregate")
+        self.kinds_: dict[str, KeyKind] = {}
+        self.stats_: dict[str, GroupMoments] | None = None
+
+    @staticmethod
+    def group_name(group: Sequence[str]) -> str:
+        return "_".join(group)
+
+    def _names(self, group: Sequence[str]) -> list[tuple[str, str | None, str]]:
+        """(output column, continuous column or None, stat) for one group."""
+        g = self.group_name(group)
+        out: list[tuple[str, str | None, str]] = []
+        if "count" in self.stats:
+            out.append((f"{g}_count", None, "count"))
+        out += [(f"{g}_{c}_{s}", c, s) for c in self.cont_cols for s in self.stats if s != "count"]
+        return out
+
+    def get_params(self) -> dict[str, Any]:
+        return {"columns": groups_param(self.groups),
+                "cont_cols": list(self.cont_cols), "stats": list(self.stats)}
+
+    @property
+    def required_columns(self) -> tuple[str, ...]:
+        return columns_of(self.groups)
+
+    @property
+    def input_columns(self) -> tuple[str, ...]:
+        return (*self.required_columns, *self.cont_cols)
+
+    @property
+    def output_columns(self) -> tuple[str, ...]:
+        return tuple(name for g in self.groups for name, _, _ in self._names(g))
+
+    @property
+    def fitted(self) -> bool:
+        return self.stats_ is not None
+
+    def prepare(self, dtypes: Mapping[str, Any]) -> None:
+        where = self._where()
+        self.kinds_ = {c: key_kind(dtypes[c], c, where) for c in self.required_columns}
+        require_numeric(dtypes, self.cont_cols, where)
+
+    def _kinds(self, group: Sequence[str]) -> list[KeyKind]:
+        return [self.kinds_[c] for c in group]
+
+    def partition_stats(
+        self, frame: pd.DataFrame, ctx: PartitionContext
+    ) -> dict[str, GroupMoments]:
+        return {
+            self.group_name(g): GroupMoments.from_partition(
+                frame, g, self._kinds(g), self.cont_cols, self._where()
+            )
+            for g in self.groups
+        }
+
+    def merge_stats(
+        self, a: dict[str, GroupMoments], b: dict[str, GroupMoments]
+    ) -> dict[str, GroupMoments]:
+        return {
+            self.group_name(g): GroupMoments.merge(
+                a[self.group_name(g)], b[self.group_name(g)], g, self._where()
+            )
+            for g in self.groups
+        }
+
+    def finish_fit(self, stats: dict[str, GroupMoments]) -> None:
+        for g in self.groups:
+            if len(stats[self.group_name(g)].key) == 0:
+                raise DataError(f"{self._where()}: key column(s) {list(g)!r} have no non-null "
+                                "values in the fitting data; nothing to group by")
+        self.stats_ = dict(stats)
+
+    def transform(self, frame: pd.DataFrame, ctx: PartitionContext) -> dict[str, Any]:
+        if self.stats_ is None:
+            raise NotFittedError(f"{self._where()} is not fitted; call Workflow.fit first")
+        out: dict[str, Any] = {}
+        for g in self.groups:
+            st = self.stats_[self.group_name(g)]
+            gk = group_keys(frame, g, self._kinds(g), self._where())
+            pos = np.full(len(frame), -1, dtype=np.int64)
+            pos[gk.ok] = st.lookup(gk.key, gk.values)
+            hit, p = pos >= 0, np.maximum(pos, 0)
+            for name, c, stat in self._names(g):
+                if stat == "count":
+                    out[name] = np.where(hit, st.rows[p] if len(st.rows) else 0, 0).astype(np.int64)
+                    continue
+                j = self.cont_cols.index(c)
+                n, mean, m2 = st.count[p, j], st.mean[p, j], st.m2[p, j]
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    value = {"sum": n * mean, "mean": np.where(n > 0, mean, np.nan),
+                             "std": np.where(n > 1, np.sqrt(m2 / np.maximum(n - 1, 1)), np.nan)}
+                out[name] = np.where(hit, value[stat], np.nan).astype(np.float32)
+        return out
+
+    def column_schema(self, column: str) -> ColumnSchema:
+        return {"tags": ["continuous"], "cardinality": None}
+
+    def save_state(self) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
+        if self.stats_ is None:
+            raise NotFittedError(f"{self._where()} is not fitted")
+        tables = {}
+        for g in self.groups:
+            st = self.stats_[self.group_name(g)]
+            cols: dict[str, Any] = {k: v for k, v in zip(g, st.values, strict=True)}
+            cols["__rows__"] = st.rows
+            for j, c in enumerate(self.cont_cols):
+                cols[f"{c}.count"], cols[f"{c}.mean"], cols[f"{c}.m2"] = (
+                    st.count[:, j], st.mean[:, j], st.m2[:, j])
+            tables[self.group_name(g)] = pd.DataFrame(cols)
+        return {"kinds": dict(self.kinds_)}, tables
+
+    def load_state(self, state: Mapping[str, Any], tables: Mapping[str, pd.DataFrame]) -> None:
+        self.kinds_ = dict(state["kinds"])
+        stats = {}
+        for g in self.groups:
+            t = tables[self.group_name(g)]
+            kinds = self._kinds(g)
+            values = tuple(raw_values(canonical(t[c], k, self._where())[1], k)
+                           for c, k in zip(g, kinds, strict=True))
+            key = key_of(values, kinds) if len(t) else np.zeros(0, np.uint64)
+            order = np.argsort(key, kind="stable")
+
+            def col(suffix: str, dtype: Any, order: np.ndarray = order, t: pd.DataFrame = t) -> Any:
+                return np.column_stack(
+                    [t[f"{c}.{suffix}"].to_numpy(dtype) for c in self.cont_cols]
+                )[order] if self.cont_cols else np.zeros((len(t), 0), dtype)
+
+            stats[self.group_name(g)] = GroupMoments(
+                tuple(kinds), key[order], tuple(v[order] for v in values),
+                t["__rows__"].to_numpy(np.int64)[order], col("count", np.int64),
+                col("mean", np.float64), col("m2", np.float64))
+        self.stats_ = stats

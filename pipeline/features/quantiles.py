@@ -1,0 +1,137 @@
+"""A mergeable quantile summary with a tracked, deterministic rank-error bound.
+
+Per column, the summary holds sorted distinct values with integer weights (how many rows each
+stands for). While a column has at most ``capacity`` distinct values the summary *is* the data
+(value counts), so quantiles are exact. Beyond that, ``compress`` collapses runs of neighbouring
+light values into one point carrying their total weight. Collapsing a run of total weight ``W``
+changes, for any ``x``, the number of rows ``<= x`` (or ``< x``) by less than ``W``; merging adds
+counts, so errors add. ``rank_error`` is the sum of the heaviest collapsed run of every
+compression that went into the summary, which makes this guarantee hold whatever the split and
+merge order:
+
+    for every x:  |rows_S(<= x) - rows_D(<= x)| <= rank_error   (and the same for < x)
+
+so the value ``quantile(q)`` returns has a rank in the data within ``rank_error`` of ``q * n``.
+A compression keeps at most about ``2 capacity`` points and costs less than ``2 n / capacity``
+rank error; merges compress only past ``MERGE_SLACK * capacity`` points, so few happen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+DEFAULT_CAPACITY = 8192
+MERGE_SLACK = 4
+"""Merges compress only past ``MERGE_SLACK * capacity`` points: fewer compressions, less error."""
+
+
+@dataclass(frozen=True)
+class QuantileSummary:
+    """Sorted distinct ``values`` with ``weights``; ``count`` = weights' sum; plus nulls."""
+
+    values: np.ndarray
+    weights: np.ndarray
+    rank_error: int
+    nulls: int
+    capacity: int = DEFAULT_CAPACITY
+
+    @property
+    def count(self) -> int:
+        return int(self.weights.sum())
+
+    @property
+    def exact(self) -> bool:
+        return self.rank_error == 0
+
+    @classmethod
+    def from_values(
+        cls, x: np.ndarray, capacity: int = DEFAULT_CAPACITY
+    ) -> QuantileSummary:
+        """Summary of a float array whose NaNs are nulls."""
+        null = np.isnan(x)
+        present = np.sort(x[~null]) if null.any() else np.sort(x)
+        present = present + 0.0  # -0.0 and 0.0 are one value
+        if len(present):
+            starts = np.flatnonzero(np.r_[True, present[1:] != present[:-1]])
+            values = present[starts]
+            weights = np.diff(np.r_[starts, len(present)]).astype(np.int64)
+        else:
+            values, weights = np.zeros(0), np.zeros(0, np.int64)
+        return cls(values, weights, 0, int(null.sum()), capacity).compress(capacity)
+
+    @staticmethod
+    def merge(a: QuantileSummary, b: QuantileSummary) -> QuantileSummary:
+        """Union of two summaries; associative in its guarantee (errors add, counts exact)."""
+        values = np.concatenate([a.values, b.values])
+        weights = np.concatenate([a.weights, b.weights])
+        order = np.argsort(values, kind="stable")  # two sorted runs: a linear merge
+        values, weights = values[order], weights[order]
+        if len(values):
+            starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
+            values, weights = values[starts], np.add.reduceat(weights, starts)
+        merged = QuantileSummary(
+            values, weights, a.rank_error + b.rank_error, a.nulls + b.nulls,
+            max(a.capacity, b.capacity),
+        )
+        return merged.compress(MERGE_SLACK * merged.capacity)
+
+    def compress(self, limit: int) -> QuantileSummary:
+        """Past ``limit`` points, collapse light neighbours into runs of weight < 2 n / capacity."""
+        if len(self.values) <= limit:
+            return self
+        n = self.count
+        band = n / self.capacity
+        before = np.cumsum(self.weights) - self.weights
+        heavy = self.weights >= band
+        # Runs: a heavy point alone; light points grouped by the band their start rank is in.
+        key = np.floor(before / band).astype(np.int64)
+        new_run = np.r_[True, (key[1:] != key[:-1]) | heavy[1:] | heavy[:-1]]
+        starts = np.flatnonzero(new_run)
+        weights = np.add.reduceat(self.weights, starts)
+        sizes = np.diff(np.r_[starts, len(self.values)])
+        # Each run is represented by its weighted median point (keeps the run's centre).
+        mid = before[starts] + weights / 2.0
+        cum = np.cumsum(self.weights)
+        rep = np.searchsorted(cum, mid, side="left")
+        rep = np.clip(rep, starts, starts + sizes - 1)
+        lost = int(weights[sizes > 1].max(initial=0))
+        return QuantileSummary(
+            self.values[rep], weights, self.rank_error + lost, self.nulls, self.capacity
+        )
+
+    def quantile(self, q: float) -> float:
+        """The ``q`` quantile: pandas' linear interpolation when exact, else the point at rank."""
+        n = self.count
+        if n == 0:
+            return float("nan")
+        cum = np.cumsum(self.weights)
+        if self.exact:
+            pos = q * (n - 1)  # 0-based fractional rank, as numpy/pandas 'linear'
+            lo, hi = int(np.floor(pos)), int(np.ceil(pos))
+            a = self.values[np.searchsorted(cum, lo, side="right")]
+            b = self.values[np.searchsorted(cum, hi, side="right")]
+            if lo == hi or a == b:
+                return float(a)
+            if q == 0.5 and hi == lo + 1:
+                return float(np.mean([a, b]))  # what pandas' median does for even counts
+            return float(a + (b - a) * (pos - lo))
+        target = q * n
+        return float(self.values[min(np.searchsorted(cum, target, side="left"), len(cum) - 1)])
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame({"value": self.values, "weight": self.weights})
+
+    @classmethod
+    def from_table(
+        cls, table: pd.DataFrame, rank_error: int, nulls: int, capacity: int
+    ) -> QuantileSummary:
+        return cls(
+            table["value"].to_numpy(np.float64),
+            table["weight"].to_numpy(np.int64),
+            int(rank_error),
+            int(nulls),
+            int(capacity),
+        )
