@@ -46,6 +46,12 @@ def fit_cooccurrence(
 
     Returns rows ``(item_id, neighbor_id, cooc_score)``.
     """
+    return top_neighbours(item_gram(events, cutoff, catalogue), catalogue, neighbors)
+
+
+def item_gram(events: dd.DataFrame, cutoff: int, catalogue: pd.Index) -> sp.csr_matrix:
+    """``XᵀX`` of the binary user x item matrix before ``cutoff`` (catalogue order): how many
+    users share each pair of items. Also the input of the item-kNN and EASE^R baselines."""
     history = events[events[TIME] < cutoff][[USER, ITEM]]
     partials = [
         dask.delayed(_partition_cooccurrence)(part, catalogue) for part in history.to_delayed()
@@ -53,7 +59,7 @@ def fit_cooccurrence(
     counts = dask.compute(_tree_sum(partials))[0] if partials else None
     if counts is None:
         counts = sp.csr_matrix((len(catalogue), len(catalogue)), dtype=np.float32)
-    return top_neighbours(counts, catalogue, neighbors)
+    return counts
 
 
 def top_neighbours(counts: sp.csr_matrix, catalogue: pd.Index, neighbors: int) -> pd.DataFrame:

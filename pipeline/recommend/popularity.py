@@ -19,7 +19,8 @@ DAY = 86_400
 class Popularity:
     """``items``: one row per item seen before the cutoff, most popular first, with ``pop_count``
     (all time), ``pop_recent`` (the last ``recent_days``), ``pop_rank`` (1-based), ``pop_week``
-    (the last 7 days) and ``item_age_days`` (since the item's first event: new releases trend)."""
+    (the last 7 days), ``pop_3day`` (the last 3 days), ``item_age_days`` (since the item's first
+    event: new releases trend) and ``item_idle_days`` (since its latest event: fading items)."""
 
     items: pd.DataFrame
 
@@ -33,13 +34,18 @@ def fit_popularity(events: dd.DataFrame, cutoff: int, recent_days: float) -> Pop
     history = events[events[TIME] < cutoff]
     recent = history[history[TIME] >= cutoff - int(recent_days * DAY)]
     week = history[history[TIME] >= cutoff - 7 * DAY]
-    total, latest, last_week, first_seen = dask.compute(
+    days3 = history[history[TIME] >= cutoff - 3 * DAY]
+    total, latest, last_week, last_days3, seen = dask.compute(
         history[ITEM].value_counts(), recent[ITEM].value_counts(),
-        week[ITEM].value_counts(), history.groupby(ITEM)[TIME].min(),
+        week[ITEM].value_counts(), days3[ITEM].value_counts(),
+        history.groupby(ITEM)[TIME].agg(["min", "max"]),
     )
     items = rank_items(total, latest)
     items["pop_week"] = last_week.reindex(items[ITEM]).fillna(0).to_numpy(dtype="int64")
-    items["item_age_days"] = (cutoff - first_seen.reindex(items[ITEM]).to_numpy()) / DAY
+    items["pop_3day"] = last_days3.reindex(items[ITEM]).fillna(0).to_numpy(dtype="int64")
+    seen = seen.reindex(items[ITEM])
+    items["item_age_days"] = (cutoff - seen["min"].to_numpy()) / DAY
+    items["item_idle_days"] = (cutoff - seen["max"].to_numpy()) / DAY
     return Popularity(items)
 
 

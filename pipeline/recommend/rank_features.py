@@ -17,7 +17,10 @@ SIGNAL_FEATURES = [
     "pop_count_log",
     "pop_recent_log",
     "pop_week_log",
+    "pop_3day_log",
     "item_age_days",
+    "item_idle_days",
+    "user_item_repeat_log",
     "user_events_log",
     "user_days_since_last",
     "user_seen_share",
@@ -29,7 +32,8 @@ def add_signals(
 ) -> pd.DataFrame:
     """Add the ``SIGNAL_FEATURES`` columns: recency and repeat signals the rankers need to beat
     popularity on a temporal split."""
-    stats = popular[[ITEM, "pop_count", "pop_recent", "pop_week", "item_age_days"]]
+    stats = popular[[ITEM, "pop_count", "pop_recent", "pop_week", "pop_3day", "item_age_days",
+                     "item_idle_days"]]
     rows = candidates.merge(stats, on=ITEM, how="left")
     activity = history.groupby(USER).agg(events=(ITEM, "size"), last=(TIME, "max"))
     activity = activity.reindex(rows[USER].to_numpy())
@@ -40,12 +44,19 @@ def add_signals(
     rows["pop_count_log"] = np.log1p(rows["pop_count"].fillna(0).to_numpy(dtype=np.float64))
     rows["pop_recent_log"] = np.log1p(rows["pop_recent"].fillna(0).to_numpy(dtype=np.float64))
     rows["pop_week_log"] = np.log1p(rows["pop_week"].fillna(0).to_numpy(dtype=np.float64))
+    rows["pop_3day_log"] = np.log1p(rows["pop_3day"].fillna(0).to_numpy(dtype=np.float64))
+    # Repeat consumption: how often the user already took this item (0 when seen items are
+    # filtered out, as on MovieLens; the strongest signal where people come back).
+    repeats = history.groupby([USER, ITEM]).size().rename("_repeats")
+    rows = rows.join(repeats, on=[USER, ITEM])
+    rows["user_item_repeat_log"] = np.log1p(rows.pop("_repeats").fillna(0)
+                                            .to_numpy(dtype=np.float64))
     rows["user_events_log"] = np.log1p(events)
     rows["user_days_since_last"] = (cutoff - last) / DAY
     # Share of this item's all-time audience the user's activity level represents: a cheap
     # interaction of user activity and item popularity.
     rows["user_seen_share"] = events / (1.0 + rows["pop_count"].fillna(0).to_numpy())
-    return rows.drop(columns=["pop_count", "pop_recent", "pop_week"])
+    return rows.drop(columns=["pop_count", "pop_recent", "pop_week", "pop_3day"])
 
 
 def join_side_tables(

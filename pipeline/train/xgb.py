@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import dask
 import dask.dataframe as dd
 import numpy as np
 from distributed import Client
@@ -42,18 +43,29 @@ class TrainReport:
 
 
 def train_xgboost(
-    client: Client, rows: dd.DataFrame, features: list[str], spec: RankerSpec, out: Path
+    client: Client, rows: dd.DataFrame, features: list[str], spec: RankerSpec, out: Path,
+    warm_start: Path | None = None,
 ) -> TrainReport:
     """Train on ``rows`` (``features``, ``label``, ``is_valid``, ``qid``) and save the model.
 
     Early stopping watches the validation users (``is_valid``): log-loss for
-    ``binary:logistic``, NDCG@10 per (user, window) group for the ranking objectives.
+    ``binary:logistic``, NDCG@10 per (user, window) group for the ranking objectives. Ranking
+    rows must be sorted by ``qid`` within each partition, and no group may span partitions.
+    ``warm_start`` (a model folder; with ``spec.warm_start``, the previous night's) continues
+    boosting from that model, whose features must equal today's.
     """
     import xgboost as xgb
     import xgboost.dask as dxgb
 
     rows = client.persist(rows)
-    counts = rows.groupby("is_valid")["label"].agg(["size", "sum"]).compute()
+    label = rows["label"]
+    counts, low, high, fractional = dask.compute(
+        rows.groupby("is_valid")["label"].agg(["size", "sum"]), label.min(), label.max(),
+        (label != label.round()).sum())
+    check_labels(spec.objective, float(low), float(high), int(fractional))
+    previous = warm_start if warm_start is not None else (
+        previous_night_model(out.parent) if spec.warm_start else None)
+    base = load_warm_start(previous, features, spec.objective) if previous else None
     n_train = int(counts["size"].get(False, 0))
     n_valid = int(counts["size"].get(True, 0))
     positives = int(counts["sum"].sum())
@@ -80,15 +92,20 @@ def train_xgboost(
     output = dxgb.train(
         client, params, dtrain, num_boost_round=spec.num_boost_round, evals=evals,
         early_stopping_rounds=spec.early_stopping_rounds if n_valid else None,
-        verbose_eval=False,
+        verbose_eval=False, xgb_model=base,
     )
     booster: xgb.Booster = output["booster"]
     history = output["history"]["valid" if n_valid else "train"]
-    best_iteration = int(getattr(booster, "best_iteration", spec.num_boost_round - 1))
+    # With a warm start the booster's iterations count the previous model's trees too, while
+    # the history holds only today's rounds.
+    done = base.num_boosted_rounds() if base is not None else 0
+    best_iteration = int(getattr(booster, "best_iteration",
+                                 booster.num_boosted_rounds() - 1))
     metric = metrics[-1]
     report = TrainReport(
         best_iteration=best_iteration,
-        best_score=float(history[metric][min(best_iteration, len(history[metric]) - 1)]),
+        best_score=float(history[metric][min(best_iteration - done,
+                                             len(history[metric]) - 1)]),
         metric=metric,
         train_rows=n_train,
         valid_rows=n_valid,
@@ -96,8 +113,11 @@ def train_xgboost(
     )
     if n_valid:
         booster = booster[: best_iteration + 1]
-    save_ranker(booster, features, out, {"objective": spec.objective,
-                                         "valid_auc": float(history["auc"][best_iteration])})
+    rounds = len(history["auc"])
+    save_ranker(booster, features, out, {
+        "objective": spec.objective, "seed": spec.seed,
+        "valid_auc": float(history["auc"][min(best_iteration - done, rounds - 1)]),
+        "warm_start": str(previous) if previous else None})
     log.info("trained XGBoost: %d trees, valid %s %.4f", best_iteration + 1, report.metric,
              report.best_score)
     return report
@@ -108,6 +128,55 @@ def save_ranker(booster: Any, features: list[str], out: Path, info: dict[str, An
     booster.save_model(str(out / MODEL_FILE))
     card = {"format_version": 1, "kind": "xgboost", "features": features, **info}
     (out / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
+
+
+def check_labels(objective: str, low: float, high: float, fractional: int) -> None:
+    """The label column must hold values the objective can learn from."""
+    if objective == "binary:logistic" and (low < 0 or high > 1):
+        raise DataError(
+            f"ranker.objective binary:logistic needs labels in [0, 1], but column 'label' holds "
+            f"values from {low:g} to {high:g}; binarise it (label.min_value) or use rank:ndcg")
+    if objective.startswith("rank:") and (low < 0 or fractional):
+        raise DataError(
+            f"ranker.objective {objective} needs non-negative integer relevance labels, but "
+            f"column 'label' holds values from {low:g} to {high:g} ({fractional} not whole)")
+    if objective == "rank:ndcg" and high > 31:
+        raise DataError(
+            f"ranker.objective rank:ndcg takes relevance labels up to 31 (exponential gain), "
+            f"but column 'label' reaches {high:g}; rescale the label")
+
+
+def previous_night_model(run_dir: Path) -> Path | None:
+    """The newest earlier night's model folder beside ``run_dir`` (``<runs>/<name>/<date>``)."""
+    if not run_dir.parent.is_dir():
+        return None
+    earlier = sorted(d for d in run_dir.parent.iterdir()
+                     if d.is_dir() and d.name < run_dir.name and (d / "model" / MODEL_FILE)
+                     .is_file())
+    return earlier[-1] / "model" if earlier else None
+
+
+def load_warm_start(model_dir: Path, features: list[str], objective: str) -> Any:
+    """The model to continue from; its features and objective must equal today's."""
+    import xgboost as xgb
+
+    card_path = Path(model_dir) / CARD_FILE
+    if not card_path.is_file():
+        raise DataError(f"warm start: no ranker card at {card_path}; train without "
+                        "ranker.warm_start once, or point it at a model folder")
+    card = json.loads(card_path.read_text())
+    if list(card["features"]) != list(features):
+        old, new = card["features"], features
+        raise DataError(
+            f"warm start: the model at {model_dir} was trained on different features "
+            f"(missing today: {sorted(set(old) - set(new))}, new today: "
+            f"{sorted(set(new) - set(old))}, order differs: {set(old) == set(new)}); set "
+            "ranker.warm_start: false for one night to retrain from scratch")
+    if card.get("objective") != objective:
+        raise DataError(f"warm start: the model at {model_dir} has objective "
+                        f"{card.get('objective')}, today's is {objective}; set "
+                        "ranker.warm_start: false for one night")
+    return xgb.Booster(model_file=str(Path(model_dir) / MODEL_FILE))
 
 
 @functools.lru_cache(maxsize=4)
