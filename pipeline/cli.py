@@ -17,24 +17,9 @@ from pipeline.errors import RecpipeError
 
 log = logging.getLogger("recpipe")
 
-EXIT_OK, EXIT_USAGE = 0, 2  # RecpipeError subclasses carry their own codes (2 input, 3 store)
-
-
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    if verbose:
-        return
-    # distributed sets its loggers to INFO when imported: import it first, then keep routine
-    # cluster chatter (workers starting, P2P shuffles) out of the run log.
-    import distributed  # noqa: F401
-
-    for noisy in ("distributed", "dask", "xgboost", "asyncio"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    logging.getLogger("distributed.shuffle").setLevel(logging.ERROR)
+EXIT_OK, EXIT_USAGE = 0, 2  # RecpipeError subclasses carry their own codes (2 input, 3 store,
+# 75 another run holds the workflow's lock); see README "Operations"
+_OPTIONS = {"log_json": False}
 
 
 @contextlib.contextmanager
@@ -55,38 +40,63 @@ def redis_for(url: str | None) -> Iterator[str]:
 
 @click.group()
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.option("--log-json", is_flag=True, help="Log one JSON object per line (for machines).")
 @click.version_option(package_name="recpipe")
-def cli(verbose: bool) -> None:
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool, log_json: bool) -> None:
     """recpipe: nightly recommendations on Dask, published to Redis, served over HTTP."""
-    _setup_logging(verbose)
+    from pipeline.logs import setup_logging
+
+    setup_logging(verbose, log_json)
+    ctx.obj = {"log_json": log_json}
+    _OPTIONS["log_json"] = log_json
 
 
 @cli.command()
 @click.argument("workflow", type=click.Path(path_type=Path))
 @click.option("--date", default=None, help="Run date (YYYY-MM-DD); default: today (UTC).")
 @click.option("--force", is_flag=True, help="Re-run every stage even if this date finished.")
+@click.option("--seeds", default=None, type=click.IntRange(1, 50),
+              help="Evaluate the ranker over this many seeds (mean ± std); overrides "
+              "evaluation.seeds.")
 @click.option("--redis-url", default=None, help="Redis to publish to (default: $REDIS_URL, "
               "else an embedded server).")
 @click.option("--serve", "then_serve", is_flag=True,
               help="After publishing, serve the lookup API until interrupted.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-def run(workflow: Path, date: str | None, force: bool, redis_url: str | None,
-        then_serve: bool, host: str, port: int) -> None:
+def run(workflow: Path, date: str | None, force: bool, seeds: int | None,
+        redis_url: str | None, then_serve: bool, host: str, port: int) -> None:
     """Run every stage of WORKFLOW for one date: features, train, evaluate, recommend, publish."""
     from pipeline.cluster import dask_client
     from pipeline.config import load_workflow
+    from pipeline.progress import Progress
     from pipeline.report import print_summary
-    from pipeline.runner import NightlyRun
+    from pipeline.runlock import RunLock
+    from pipeline.runner import NightlyRun, finished_night
 
     spec = load_workflow(workflow)
+    if seeds is not None:
+        spec = spec.model_copy(update={
+            "evaluation": spec.evaluation.model_copy(update={"seeds": seeds})})
     date = date or datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    log_json = bool((click.get_current_context().find_root().obj or {}).get("log_json"))
     with redis_for(redis_url) as url:
         from pipeline.publish import redis_connection
 
-        redis_connection(url).close()  # fail fast, before hours of work, if Redis is down
-        with dask_client(spec.cluster) as client:
-            manifest = NightlyRun(spec, date, client, url, force=force).run()
+        # one run per workflow at a time (released on exit, even kill -9), then fail fast,
+        # before hours of work, if Redis is down
+        with RunLock(spec.run.dir / spec.name, date=date):
+            redis_connection(url).close()
+            manifest = None if force else finished_night(spec, date, url)
+            if manifest is not None:
+                log.info("%s already finished for %s and its version is current: nothing to "
+                         "do (--force re-runs it)", spec.name, date)
+            else:
+                with dask_client(spec.cluster) as client:
+                    progress = Progress(client, tty=False if log_json else None)
+                    manifest = NightlyRun(spec, date, client, url, force=force,
+                                          progress=progress).run()
         print_summary(manifest)
         if then_serve:
             from pipeline.serve import serve as run_api
@@ -146,6 +156,17 @@ def rollback(namespace: str, redis_url: str) -> None:
     click.echo(do_rollback(redis_url, namespace))
 
 
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--out", default=None, type=click.Path(path_type=Path),
+              help="Default: RUN_DIR/report.html.")
+def report(run_dir: Path, out: Path | None) -> None:
+    """Write a self-contained HTML report of one run (timings, counts, features, metrics)."""
+    from pipeline.html_report import write_report
+
+    click.echo(str(write_report(run_dir, out)))
+
+
 @cli.command("redis")
 @click.option("--port", default=None, type=int, help="Default: a free port.")
 def redis_server(port: int | None) -> None:
@@ -169,7 +190,10 @@ def main() -> None:
         exc.show()
         sys.exit(EXIT_USAGE)
     except RecpipeError as exc:
-        click.echo(f"error: {exc}", err=True)
+        if _OPTIONS["log_json"]:  # machines read one JSON object per line, errors included
+            log.error("error: %s", exc, extra={"exit_code": exc.exit_code})
+        else:
+            click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -1,8 +1,10 @@
 """The one place that builds the Dask client.
 
 ``local`` starts a ``distributed.LocalCluster`` sized to the machine (one single-threaded worker
-process per core, memory split between them); ``address`` connects to a running scheduler. Every
-stage takes the client this returns, so a workflow runs unchanged on a laptop or a cluster.
+process per core, memory split between them); ``local-cuda`` a dask-cuda ``LocalCUDACluster`` (one
+worker per GPU, RMM pool, spilling); ``address`` connects to a running scheduler; ``slurm`` and
+``pbs`` submit worker jobs through dask-jobqueue. Every stage takes the client this returns, so a
+workflow runs unchanged on a laptop or a cluster.
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 from collections.abc import Iterator
+from typing import Any
 
 from distributed import Client, LocalCluster
 
 from pipeline.config import ClusterSpec
-from pipeline.errors import RecpipeError
+from pipeline.errors import ConfigError, RecpipeError
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +50,99 @@ def dask_client(spec: ClusterSpec | None = None) -> Iterator[Client]:
         with client:
             yield client
         return
-    n_workers = spec.n_workers or local_worker_count()
-    cluster = LocalCluster(
-        n_workers=n_workers,
+    if spec.kind in ("slurm", "pbs"):
+        with jobqueue_cluster(spec) as cluster, Client(cluster) as client:
+            cluster.scale(jobs=spec.jobs)
+            log.info("submitted %d %s job(s) of workers; waiting for the first", spec.jobs,
+                     spec.kind)
+            try:
+                client.wait_for_workers(1, timeout=spec.wait_timeout)
+            except TimeoutError:
+                raise RecpipeError(
+                    f"no {spec.kind} worker job started within cluster.wait_timeout="
+                    f"{spec.wait_timeout}; check the queue ('squeue'/'qstat') and "
+                    "cluster.queue/account/walltime"
+                ) from None
+            yield client
+        return
+    cluster = local_cuda_cluster(spec) if spec.kind == "local-cuda" else local_cluster(spec)
+    log.info("started a %s Dask cluster: %d workers, dashboard %s", spec.kind,
+             len(cluster.workers), cluster.dashboard_link)
+    with cluster, Client(cluster) as client:
+        yield client
+
+
+def local_cluster(spec: ClusterSpec) -> LocalCluster:
+    return LocalCluster(
+        n_workers=spec.n_workers or local_worker_count(),
         threads_per_worker=spec.threads_per_worker,
         processes=True,
         memory_limit=spec.memory_limit,
         dashboard_address=":0",  # a free port: nightly runs on one host must not collide
     )
-    log.info("started a local Dask cluster: %d workers x %d threads, dashboard %s", n_workers,
-             spec.threads_per_worker, cluster.dashboard_link)
-    with cluster, Client(cluster) as client:
-        yield client
+
+
+def local_cuda_cluster(spec: ClusterSpec) -> Any:
+    """One worker per visible GPU (or ``n_workers``), with an RMM pool and device spilling."""
+    try:
+        from dask_cuda import LocalCUDACluster
+    except ImportError:
+        raise ConfigError(
+            "cluster.kind 'local-cuda' needs dask-cuda: install the GPU extra "
+            "(pip install -e '.[gpu]') or use kind 'local'"
+        ) from None
+    kwargs: dict[str, Any] = {
+        "threads_per_worker": spec.threads_per_worker,
+        "memory_limit": spec.memory_limit,
+        "dashboard_address": ":0",
+        "rmm_pool_size": spec.rmm_pool_size,
+        "enable_cudf_spill": spec.enable_cudf_spill,
+    }
+    if spec.n_workers:
+        kwargs["n_workers"] = spec.n_workers
+    if spec.device_memory_limit:
+        kwargs["device_memory_limit"] = spec.device_memory_limit
+    if spec.local_directory:
+        kwargs["local_directory"] = spec.local_directory
+    return LocalCUDACluster(**kwargs)
+
+
+def jobqueue_cluster(spec: ClusterSpec) -> Any:
+    """A dask-jobqueue SLURM/PBS cluster object (no job submitted until ``scale``).
+
+    GPUs per job become the scheduler's own directive (``--gres=gpu:N`` / ``ngpus=N``) and the
+    job starts ``dask cuda worker`` (one worker per GPU) instead of a plain Dask worker.
+    """
+    try:
+        from dask_jobqueue import PBSCluster, SLURMCluster
+    except ImportError:
+        raise ConfigError(
+            f"cluster.kind '{spec.kind}' needs dask-jobqueue: pip install dask-jobqueue==0.9.0"
+        ) from None
+    directives = list(spec.job_extra_directives)
+    kwargs: dict[str, Any] = {
+        "queue": spec.queue, "account": spec.account, "cores": spec.cores,
+        "memory": spec.memory, "walltime": spec.walltime, "processes": spec.processes,
+        "interface": spec.interface, "local_directory": spec.local_directory,
+        "python": sys.executable, "job_name": "recpipe-worker",
+        "scheduler_options": {"dashboard_address": ":0"},
+    }
+    if spec.gpus_per_job:
+        kwargs["processes"] = 1  # dask cuda worker starts one process per GPU itself
+        kwargs["worker_command"] = "dask cuda worker"
+        extra = []
+        if spec.rmm_pool_size:
+            extra += ["--rmm-pool-size", spec.rmm_pool_size]
+        if spec.device_memory_limit:
+            extra += ["--device-memory-limit", spec.device_memory_limit]
+        kwargs["worker_extra_args"] = extra
+    if spec.kind == "slurm":
+        if spec.gpus_per_job:
+            directives.append(f"--gres=gpu:{spec.gpus_per_job}")
+        return SLURMCluster(job_extra_directives=directives, **kwargs)
+    if spec.gpus_per_job:  # PBS Pro: GPUs are a chunk resource of the select statement
+        from dask.utils import parse_bytes
+
+        mem = f"{parse_bytes(spec.memory or '0') // 2**20}MB"
+        kwargs["resource_spec"] = f"select=1:ncpus={spec.cores}:mem={mem}:ngpus={spec.gpus_per_job}"
+    return PBSCluster(job_extra_directives=directives, **kwargs)

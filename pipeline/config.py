@@ -73,8 +73,10 @@ class SplitSpec(_Strict):
 class CategorifyOp(_Strict):
     op: Literal["categorify"]
     columns: list[str] = Field(min_length=1)
-    freq_threshold: int = Field(0, ge=0)
+    freq_threshold: int | dict[str, int] = Field(0, description="int, or one per column")
     num_buckets: int = Field(1, ge=1)
+    max_size: int | dict[str, int] | None = Field(None, description="keep the top N values")
+    encode_type: Literal["separate", "joint"] = "separate"
 
 
 class NormalizeOp(_Strict):
@@ -91,10 +93,81 @@ class FillMissingOp(_Strict):
 class TargetEncodingOp(_Strict):
     op: Literal["target_encoding"]
     columns: list[str | list[str]] = Field(min_length=1)
-    target: str
+    target: str | list[str]
     p_smooth: float = Field(20.0, ge=0)
     kfold: int = Field(5, ge=1)
     seed: int = 0
+
+
+class CategorifyComboOp(_Strict):
+    op: Literal["categorify_combo"]
+    columns: list[str] | list[list[str]] = Field(min_length=1)
+    freq_threshold: int = Field(0, ge=0)
+    num_buckets: int = Field(1, ge=1)
+    max_size: int | None = Field(None, ge=1)
+
+
+class FillMedianOp(_Strict):
+    op: Literal["fill_median"]
+    columns: list[str] = Field(min_length=1)
+    capacity: int = Field(8192, ge=2, description="exact up to this many distinct values")
+
+
+class NormalizeMinMaxOp(_Strict):
+    op: Literal["normalize_minmax"]
+    columns: list[str] = Field(min_length=1)
+
+
+class LogOpSpec(_Strict):
+    op: Literal["log"]
+    columns: list[str] = Field(min_length=1)
+
+
+class ClipOp(_Strict):
+    op: Literal["clip"]
+    columns: list[str] = Field(min_length=1)
+    min_value: float | None = None
+    max_value: float | None = None
+
+
+class BucketizeOp(_Strict):
+    op: Literal["bucketize"]
+    columns: list[str] = Field(min_length=1)
+    boundaries: list[float] | dict[str, list[float]]
+
+
+class HashBucketOp(_Strict):
+    op: Literal["hash_bucket"]
+    columns: list[str] = Field(min_length=1)
+    num_buckets: int = Field(ge=1)
+
+
+class HashedCrossOp(_Strict):
+    op: Literal["hashed_cross"]
+    columns: list[str] | list[list[str]] = Field(min_length=1)
+    num_buckets: int = Field(ge=1)
+
+
+class JoinGroupbyOp(_Strict):
+    op: Literal["join_groupby"]
+    columns: list[str | list[str]] = Field(min_length=1)
+    cont_cols: list[str] = Field(default_factory=list)
+    stats: list[Literal["count", "sum", "mean", "std"]] = Field(["count"], min_length=1)
+
+
+class DifferenceLagOp(_Strict):
+    op: Literal["difference_lag"]
+    columns: list[str] = Field(min_length=1, max_length=1, description="the user column")
+    timestamp: str
+    shift: int = Field(1, ge=1)
+
+
+class UserFunctionOp(_Strict):
+    op: Literal["user_function"]
+    columns: list[str] = Field(min_length=1)
+    function: str = Field(description="import path 'package.module:function'")
+    outputs: list[str] | None = None
+    tags: list[str] = Field(default_factory=list)
 
 
 _OP_MODELS: dict[str, type[BaseModel]] = {
@@ -102,10 +175,24 @@ _OP_MODELS: dict[str, type[BaseModel]] = {
     "normalize": NormalizeOp,
     "fill_missing": FillMissingOp,
     "target_encoding": TargetEncodingOp,
+    "fill_median": FillMedianOp,
+    "categorify_combo": CategorifyComboOp,
+    "normalize_minmax": NormalizeMinMaxOp,
+    "log": LogOpSpec,
+    "clip": ClipOp,
+    "bucketize": BucketizeOp,
+    "hash_bucket": HashBucketOp,
+    "hashed_cross": HashedCrossOp,
+    "join_groupby": JoinGroupbyOp,
+    "difference_lag": DifferenceLagOp,
+    "user_function": UserFunctionOp,
 }
 
 FeatureOp = Annotated[
-    CategorifyOp | NormalizeOp | FillMissingOp | TargetEncodingOp, Field(discriminator="op")
+    CategorifyOp | NormalizeOp | FillMissingOp | TargetEncodingOp | FillMedianOp
+    | NormalizeMinMaxOp | LogOpSpec | ClipOp | BucketizeOp | HashBucketOp | HashedCrossOp
+    | JoinGroupbyOp | DifferenceLagOp | UserFunctionOp | CategorifyComboOp,
+    Field(discriminator="op"),
 ]
 
 
@@ -137,14 +224,30 @@ class RankerSpec(_Strict):
     validation_fraction: float = Field(0.2, gt=0, lt=1)
     params: dict[str, float | int | str] = Field(default_factory=dict)
     seed: int = 0
+    warm_start: bool = Field(False, description="continue boosting from the newest earlier "
+                             "night's model (its features must equal today's)")
 
 
 class RecommendSpec(_Strict):
     k: int = Field(20, ge=1, le=1000)
 
 
+BaselineName = Literal["popularity", "repeat", "itemknn", "ease", "logistic"]
+
+
 class EvaluationSpec(_Strict):
+    """Holdout evaluation: the ranker over ``seeds`` seeds beside the baselines."""
+
     k: int = Field(10, ge=1)
+    seeds: int = Field(1, ge=1, le=50, description="ranker trainings per night (mean ± std)")
+    baselines: list[BaselineName] = Field(
+        default_factory=lambda: ["popularity", "repeat", "itemknn", "ease", "logistic"])
+    knn_neighbors: int = Field(100, ge=1, description="item-kNN: neighbours kept per item")
+    ease_lambdas: list[float] = Field(
+        default_factory=lambda: [100.0, 300.0, 1000.0], min_length=1,
+        description="EASE^R: starting λ grid, widened while its best end still improves")
+    ease_max_items: int = Field(10_000, ge=1, description="EASE^R: most popular items kept "
+                                "(a dense items x items matrix)")
 
 
 class PublishSpec(_Strict):
@@ -154,22 +257,56 @@ class PublishSpec(_Strict):
 
 
 class ClusterSpec(_Strict):
-    kind: Literal["local", "address"] = "local"
+    """Where the Dask workers come from. ``local``: processes on this host; ``local-cuda``: one
+    worker per GPU (dask-cuda); ``address``: a running scheduler; ``slurm`` / ``pbs``: batch jobs
+    of workers submitted by dask-jobqueue."""
+
+    kind: Literal["local", "local-cuda", "address", "slurm", "pbs"] = "local"
     address: str | None = None
-    n_workers: int | None = Field(None, ge=1)
+    n_workers: int | None = Field(None, ge=1, description="local: processes; local-cuda: GPUs")
     threads_per_worker: int = Field(1, ge=1)
     memory_limit: str = "auto"
     connect_timeout: str = Field("20s", description="how long to wait for a scheduler address")
+    # local-cuda (and GPU batch jobs)
+    rmm_pool_size: str | None = Field(None, description="RMM pool per GPU worker, e.g. '24GB'")
+    device_memory_limit: str | None = Field(
+        None, description="GPU memory (bytes, '20GB' or a fraction) above which workers spill")
+    enable_cudf_spill: bool = False
+    # slurm / pbs
+    queue: str | None = None
+    account: str | None = None
+    cores: int | None = Field(None, ge=1, description="cores per job")
+    memory: str | None = Field(None, description="memory per job, e.g. '64GB'")
+    processes: int = Field(1, ge=1, description="worker processes per job")
+    walltime: str = "02:00:00"
+    jobs: int = Field(1, ge=1, description="how many worker jobs to submit")
+    gpus_per_job: int = Field(0, ge=0)
+    job_extra_directives: list[str] = Field(default_factory=list)
+    interface: str | None = Field(None, description="network interface, e.g. 'ib0'")
+    local_directory: str | None = None
+    wait_timeout: str = Field("30m", description="how long to wait for queued worker jobs")
 
     @model_validator(mode="after")
-    def _address_given(self) -> ClusterSpec:
+    def _kind_needs(self) -> ClusterSpec:
         if self.kind == "address" and not self.address:
             raise ValueError("cluster.kind 'address' needs cluster.address (tcp://HOST:PORT)")
+        if self.kind in ("slurm", "pbs") and (self.cores is None or self.memory is None):
+            raise ValueError(f"cluster.kind '{self.kind}' needs cluster.cores and "
+                             "cluster.memory (per job, e.g. cores: 8, memory: 64GB)")
+        if self.gpus_per_job and self.kind not in ("slurm", "pbs"):
+            raise ValueError("cluster.gpus_per_job applies to kind 'slurm' or 'pbs'; for one "
+                             "machine's GPUs use kind 'local-cuda'")
         return self
 
 
 class RunSpec(_Strict):
+    """Run folders, and incremental nights: with ``incremental`` the feature statistics update
+    from the new data only and the ranker warm-starts from the last good model, except every
+    ``full_refit_every_days`` days (and when no earlier good run exists), when all is refit."""
+
     dir: Path = Path("runs")
+    incremental: bool = False
+    full_refit_every_days: int = Field(7, ge=1)
 
 
 class WorkflowSpec(_Strict):

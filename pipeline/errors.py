@@ -26,3 +26,12 @@ class StoreUnavailableError(RecpipeError):
     """The Redis server cannot be reached or refused a command."""
 
     exit_code = 3
+
+
+class RunLockedError(RecpipeError):
+    """Another run of the same workflow holds its lock; a scheduler should retry later.
+
+    75 is sysexits' EX_TEMPFAIL ("try again later"), which systemd and cron wrappers know.
+    """
+
+    exit_code = 75

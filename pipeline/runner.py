@@ -9,6 +9,7 @@ re-runs them), and publish counts as finished only while Redis still holds its v
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import shutil
@@ -25,8 +26,10 @@ from distributed import Client
 
 from pipeline.config import WorkflowSpec
 from pipeline.errors import ConfigError, DataError
+from pipeline.incremental import plan_night
 from pipeline.io import ITEM, RATING, TIME, USER, read_interactions, read_side_table
 from pipeline.manifest import MANIFEST, Manifest, utc_now
+from pipeline.progress import Progress
 from pipeline.recommend.batch import (
     NightContext,
     load_feature_workflow,
@@ -38,7 +41,6 @@ from pipeline.recommend.batch import (
 from pipeline.recommend.cooccurrence import fit_cooccurrence
 from pipeline.recommend.popularity import DAY, fit_popularity
 from pipeline.recommend.rank_features import SIGNAL_FEATURES
-from pipeline.train.metrics import ranking_metrics
 from pipeline.train.xgb import train_xgboost
 
 log = logging.getLogger(__name__)
@@ -75,8 +77,9 @@ class NightlyRun:
     """Runs the stages of one workflow for one date on a Dask client."""
 
     def __init__(self, spec: WorkflowSpec, date: str, client: Client, redis_url: str,
-                 *, force: bool = False) -> None:
+                 *, force: bool = False, progress: Progress | None = None) -> None:
         self.spec, self.date, self.client, self.redis_url = spec, date, client, redis_url
+        self.progress = progress or Progress(None)
         self.paths = RunPaths(spec.run.dir / spec.name / date)
         fingerprint = workflow_fingerprint(spec)
         if self.paths.root.exists() and (force or _recorded_fingerprint(self.paths.root)
@@ -95,6 +98,10 @@ class NightlyRun:
     # -- orchestration -------------------------------------------------------------------
     def run(self) -> Manifest:
         self.manifest.data.update(status="running", started=utc_now())
+        if "incremental" not in self.manifest.data:  # a resumed run keeps its first decision
+            plan = plan_night(self.spec, self.paths.root, self.date)
+            self.manifest.data["incremental"] = plan.as_dict()
+            log.info("night plan: %s (%s)", plan.mode, plan.reason)
         self.manifest.save()
         steps: dict[str, Callable[[], dict[str, Any]]] = {
             "prepare": self.prepare, "features": self.fit_features, "train": self.train,
@@ -110,7 +117,10 @@ class NightlyRun:
             self.manifest.record(name, status="running", started=utc_now())
             started = time.perf_counter()
             try:
-                result = steps[name]()
+                prepared = self.manifest.stage("prepare")
+                with self.progress.stage(name, rows=prepared.get("rows"),
+                                         partitions=prepared.get("partitions")):
+                    result = steps[name]()
             except BaseException as exc:
                 self.manifest.record(name, status="failed", error=str(exc)[:2000])
                 self.manifest.data.update(status="failed", finished=utc_now())
@@ -226,20 +236,69 @@ class NightlyRun:
         """Fit the feature workflow on the history before the first label window (no leakage)."""
         from pipeline.features import Workflow
 
-        events = self._events()
-        history = events[events[TIME] < self._split()["label_start"]]
-        users, items = self._side_tables()
-        if users is not None:
-            history = history.merge(users, left_on=USER, right_index=True, how="left")
-        if items is not None:
-            history = history.merge(items, left_on=ITEM, right_index=True, how="left")
+        label_start = self._split()["label_start"]
+        base = self._incremental_base()
+        refused = None
+        if base is not None:
+            updated = self._update_features(base, label_start)
+            if isinstance(updated, dict):
+                return updated
+            refused = updated
+        history = self._history(None, label_start)
         _check_op_columns(self.spec, set(history.columns) | set(SIGNAL_FEATURES))
         workflow = Workflow(build_ops(self.spec))
         workflow.fit(history)
         shutil.rmtree(self.paths.workflow, ignore_errors=True)
         workflow.save(self.paths.workflow)
-        return {"fit_rows": int(history.shape[0].compute()),
+        return {"fit_rows": int(history.shape[0].compute()), "updated_from": None,
+                "update_refused": refused, "output_schema": workflow.output_schema}
+
+    def _update_features(self, base: Path, label_start: int) -> dict[str, Any] | str:
+        """Incremental night: merge the statistics of the events the base night's fit had not
+        seen (its label start to ours) into its saved workflow. A string: why it could not (the
+        feature workflow or one of its ops cannot update), and the caller refits in full."""
+        from pipeline.features import Workflow
+
+        if "update" not in inspect.signature(Workflow.fit).parameters:
+            reason = "Workflow.fit(update=True) is not available"
+            log.warning("incremental night: %s; refitting the feature statistics in full",
+                        reason)
+            return reason
+        since = _manifest_of(base)["stages"]["prepare"]["split"]["label_start"]
+        history = self._history(since, label_start)
+        _check_op_columns(self.spec, set(history.columns) | set(SIGNAL_FEATURES))
+        workflow = Workflow.load(base / "features" / "workflow")
+        rows = int(history.shape[0].compute())
+        if rows:
+            try:
+                workflow.fit(history, update=True)
+            except ConfigError as exc:
+                log.warning("incremental night: %s; refitting the feature statistics in full",
+                            exc)
+                return str(exc)
+        shutil.rmtree(self.paths.workflow, ignore_errors=True)
+        workflow.save(self.paths.workflow)
+        return {"fit_rows": rows, "updated_from": str(base),
                 "output_schema": workflow.output_schema}
+
+    def _history(self, since: int | None, until: int) -> dd.DataFrame:
+        """Events in ``[since, until)`` joined with the user and item attributes."""
+        events = self._events()
+        keep = events[TIME] < until
+        if since is not None:
+            keep &= events[TIME] >= since
+        history = events[keep]
+        users, items = self._side_tables()
+        if users is not None:
+            history = history.merge(users, left_on=USER, right_index=True, how="left")
+        if items is not None:
+            history = history.merge(items, left_on=ITEM, right_index=True, how="left")
+        return history
+
+    def _incremental_base(self) -> Path | None:
+        """The good night this one builds on, when the night plan is incremental."""
+        plan = self.manifest.data.get("incremental") or {}
+        return Path(plan["base"]) if plan.get("mode") == "incremental" else None
 
     def train(self) -> dict[str, Any]:
         """Stack one block of labelled candidate rows per label window, then train."""
@@ -252,24 +311,32 @@ class NightlyRun:
             for start, end in zip(split["label_starts"], ends, strict=True)
         ]
         rows = dd.concat(blocks)
-        report = train_xgboost(self.client, rows, features, self.spec.ranker, self.paths.model)
-        return {"model": str(self.paths.model), "features": features, **report.__dict__}
+        # Kept for the evaluate stage (extra seeds, logistic regression): built once.
+        shutil.rmtree(self.paths.root / "train_rows", ignore_errors=True)
+        rows.to_parquet(self.paths.root / "train_rows", write_index=False)
+        rows = dd.read_parquet(self.paths.root / "train_rows")
+        base = self._incremental_base()  # incremental: boost on from the last good model
+        warm = base / "model" if base is not None else None
+        report = train_xgboost(self.client, rows, features, self.spec.ranker, self.paths.model,
+                               warm_start=warm)
+        return {"model": str(self.paths.model), "features": features,
+                "warm_start": str(warm) if warm else None, **report.__dict__}
 
     def evaluate(self) -> dict[str, Any]:
-        """Lists as of the holdout start, for users active in the holdout, vs popularity."""
-        split, k = self._split(), self.spec.evaluation.k
-        ctx = self._context(split["holdout_start"])
-        events = self._events()
-        truth = events[events[TIME] >= split["holdout_start"]][[USER, ITEM]]
-        end = split["last_event"] + 1
-        results = {}
-        for name, model in (("ranker", str(self.paths.model)), ("popularity", None)):
-            lists = map_user_partitions(events, recommend_partition, ctx, model, end)
-            results[name] = ranking_metrics(lists, truth, k)
-        for name, metrics in results.items():
-            log.info("holdout %-10s NDCG@%d %.4f  Recall@%d %.4f  (%d users)", name, k,
-                     metrics[f"ndcg@{k}"], k, metrics[f"recall@{k}"], metrics["users"])
-        return {"metrics": results, "k": k}
+        """The ranker (over ``evaluation.seeds`` seeds) and every baseline, as lists on the
+        holdout; see ``pipeline.train.evaluate``."""
+        from pipeline.train.evaluate import NightData, evaluate_night
+
+        split = self._split()
+        features = ranker_feature_columns(load_feature_workflow(self.paths.workflow))
+
+        def training_rows() -> dd.DataFrame:  # the rows the train stage wrote
+            return dd.read_parquet(self.paths.root / "train_rows")
+
+        data = NightData(events=self._events(), split=split, context=self._context,
+                         training_rows=training_rows, features=features,
+                         model_dir=self.paths.model, out=self.paths.root / "evaluation")
+        return evaluate_night(self.client, self.spec, data)
 
     def recommend(self) -> dict[str, Any]:
         """Lists for every user as of the end of the log, written as Parquet."""
@@ -304,10 +371,32 @@ class NightlyRun:
                 "removed_versions": list(report.removed_versions)}
 
 
+def finished_night(spec: WorkflowSpec, date: str, redis_url: str) -> Manifest | None:
+    """The manifest of ``date`` if that night finished with this workflow and Redis still
+    serves its version: a scheduler's re-run then needs no cluster at all."""
+    root = spec.run.dir / spec.name / date
+    if _recorded_fingerprint(root) != workflow_fingerprint(spec):
+        return None
+    manifest = Manifest(root, _manifest_of(root))
+    if manifest.data.get("status") != "done" or not all(map(manifest.is_done, STAGES)):
+        return None
+    from pipeline.publish import current_version
+
+    version = manifest.stage("publish").get("version")
+    return manifest if current_version(redis_url, spec.namespace) == version else None
+
+
 def workflow_fingerprint(spec: WorkflowSpec) -> str:
-    """A hash of everything the workflow file says: a changed file means a different run."""
-    text = json.dumps(spec.model_dump(mode="json"), sort_keys=True)
+    """A hash of everything the workflow file says about the results: a changed file means a
+    different run. Where the work runs (``cluster``) and where run folders live (``run.dir``) are
+    left out: neither changes the results, and a moved folder or a new cluster resumes."""
+    dumped = spec.model_dump(mode="json", exclude={"cluster": True, "run": {"dir"}})
+    text = json.dumps(dumped, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _manifest_of(run_dir: Path) -> dict[str, Any]:
+    return json.loads((run_dir / MANIFEST).read_text())
 
 
 def _recorded_fingerprint(run_dir: Path) -> str | None:
@@ -322,21 +411,9 @@ def _recorded_fingerprint(run_dir: Path) -> str | None:
 
 def build_ops(spec: WorkflowSpec) -> list[Any]:
     """Feature ops from the workflow file's ``features`` list."""
-    from pipeline.features import Categorify, FillMissing, Normalize, TargetEncoding
+    from pipeline.features.spec_ops import op_from_spec
 
-    ops: list[Any] = []
-    for op in spec.features:
-        if op.op == "categorify":
-            ops.append(Categorify(op.columns, freq_threshold=op.freq_threshold,
-                                  num_buckets=op.num_buckets))
-        elif op.op == "normalize":
-            ops.append(Normalize(op.columns))
-        elif op.op == "fill_missing":
-            ops.append(FillMissing(op.columns, value=op.value))
-        elif op.op == "target_encoding":
-            ops.append(TargetEncoding(op.columns, target=op.target, p_smooth=op.p_smooth,
-                                      kfold=op.kfold, seed=op.seed))
-    return ops
+    return [op_from_spec(op) for op in spec.features]
 
 
 def _op_columns(op: Any) -> list[str]:

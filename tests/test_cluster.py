@@ -35,3 +35,72 @@ def test_unreachable_scheduler_is_a_clear_error() -> None:
 def test_local_cluster_defaults_to_one_worker_per_core() -> None:
     with dask_client(ClusterSpec(n_workers=None)) as client:
         assert len(client.scheduler_info()["workers"]) == local_worker_count()
+
+
+def test_slurm_job_script_carries_the_workflow_settings() -> None:
+    from pipeline.cluster import jobqueue_cluster
+
+    spec = ClusterSpec(kind="slurm", queue="gpu", account="recsys", cores=8, memory="64GB",
+                       walltime="03:30:00", jobs=4, gpus_per_job=2, rmm_pool_size="20GB",
+                       job_extra_directives=["--constraint=a100"])
+    with jobqueue_cluster(spec) as cluster:
+        script = cluster.job_script()
+    lines = script.splitlines()
+    for directive in ("#SBATCH -p gpu", "#SBATCH -A recsys", "#SBATCH --cpus-per-task=8",
+                      "#SBATCH -t 03:30:00", "#SBATCH --gres=gpu:2",
+                      "#SBATCH --constraint=a100", "#SBATCH -J recpipe-worker"):
+        assert directive in lines, (directive, script)
+    assert any(line.startswith("#SBATCH --mem=") for line in lines)
+    command = lines[-1]
+    assert " -m dask cuda worker tcp://" in command and "--rmm-pool-size 20GB" in command
+
+
+def test_pbs_job_script_puts_gpus_in_the_select_statement() -> None:
+    from pipeline.cluster import jobqueue_cluster
+
+    spec = ClusterSpec(kind="pbs", queue="workq", account="recsys", cores=16, memory="128GB",
+                       walltime="01:00:00", processes=4)
+    with jobqueue_cluster(spec) as cluster:
+        script = cluster.job_script()
+    assert "#PBS -q workq" in script and "#PBS -A recsys" in script
+    assert "#PBS -l walltime=01:00:00" in script
+    assert "#PBS -l select=1:ncpus=16:mem=" in script
+    assert "distributed.cli.dask_worker tcp://" in script and "--nworkers 4" in script
+
+    gpu = spec.model_copy(update={"gpus_per_job": 4})
+    with jobqueue_cluster(gpu) as cluster:
+        script = cluster.job_script()
+    assert "#PBS -l select=1:ncpus=16:mem=122070MB:ngpus=4" in script
+    assert "dask cuda worker" in script
+
+
+def test_cluster_kinds_name_what_they_need() -> None:
+    from pipeline.config import parse_workflow
+    from pipeline.errors import ConfigError
+
+    base = {"name": "x", "data": {"interactions": {"path": "p", "columns": {
+        "user": "u", "item": "i", "timestamp": "t"}}}}
+    with pytest.raises(ConfigError, match="needs cluster.cores and cluster.memory"):
+        parse_workflow({**base, "cluster": {"kind": "slurm", "queue": "q"}})
+    with pytest.raises(ConfigError, match="gpus_per_job applies to kind 'slurm' or 'pbs'"):
+        parse_workflow({**base, "cluster": {"kind": "local", "gpus_per_job": 1}})
+
+
+def test_local_cuda_without_dask_cuda_is_a_clear_error() -> None:
+    try:
+        import dask_cuda  # noqa: F401
+    except ImportError:
+        from pipeline.errors import ConfigError
+
+        with (pytest.raises(ConfigError, match="needs dask-cuda"),
+              dask_client(ClusterSpec(kind="local-cuda"))):
+            pass
+    else:
+        pytest.skip("dask-cuda is installed: the GPU test below covers it")
+
+
+@pytest.mark.gpu
+def test_local_cuda_cluster_runs_on_the_gpus() -> None:
+    pytest.importorskip("dask_cuda")
+    with dask_client(ClusterSpec(kind="local-cuda", rmm_pool_size="1GB")) as client:
+        assert client.submit(sum, [1, 2]).result() == 3
