@@ -1,8 +1,8 @@
 """Feature engineering: ops fitted as distributed reductions, applied identically to Dask
 (training) and pandas (serving) frames, saved as JSON + Parquet.
 
->>> wf = Workflow(["user_id", "item_id"] >> Categorify(None)
-...               + ["age"] >> FillMedian(None) >> Normalize(None)
+>>> wf = Workflow((["user_id", "item_id"] >> Categorify(None))   # + binds tighter than >>
+...               + (["age"] >> FillMedian(None) >> Normalize(None))
 ...               + TargetEncoding(["item_id"], target="relevant") + ["relevant"])
 >>> wf.fit(ddf).save("features/")          # doctest: +SKIP
 >>> Workflow.load("features/").transform(request_frame)   # doctest: +SKIP
