@@ -207,13 +207,112 @@ class CooccurrenceSpec(_Strict):
     neighbors: int = Field(100, ge=1, description="neighbours kept per item")
 
 
+class RepeatSpec(_Strict):
+    """The user's own most frequent past items (repeat consumption: groceries, music). With
+    ``filter.exclude_seen`` and no ``seen_window_days`` they are all filtered out again."""
+
+    n: int = Field(50, ge=1)
+
+
 class CandidatesSpec(_Strict):
     popularity: PopularitySpec = PopularitySpec()
     cooccurrence: CooccurrenceSpec | None = CooccurrenceSpec()
+    repeat: RepeatSpec | None = None
+
+
+class ItemCondition(_Strict):
+    """An item-attribute test: ``column`` compared with exactly one of equals / in / lt / gt."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    column: str
+    equals: str | int | float | bool | None = None
+    in_: list[str | int | float | bool] | None = Field(None, alias="in")
+    lt: float | None = None
+    gt: float | None = None
+
+    @model_validator(mode="after")
+    def _one_test(self) -> ItemCondition:
+        given = [k for k in ("equals", "in_", "lt", "gt") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"the condition on column '{self.column}' needs exactly one of "
+                             f"equals, in, lt, gt (got {len(given)})")
+        return self
+
+
+class CategoryCap(_Strict):
+    column: str
+    m: int = Field(ge=1, description="at most this many items per value of column")
 
 
 class FilterSpec(_Strict):
     exclude_seen: bool = True
+    seen_window_days: float | None = Field(
+        None, gt=0, description="exclude only items seen in the last N days (repeat domains)")
+    exclude_items_where: list[ItemCondition] = Field(default_factory=list)
+    blocklist: Path | None = Field(None, description="Parquet of (user_id, item_id) pairs")
+    availability: Path | None = Field(None, description="Parquet of (item_id, date): items "
+                                      "available on each date")
+    max_per_category: CategoryCap | None = None
+
+
+class DiversitySpec(_Strict):
+    """``mmr``: greedy maximal marginal relevance, similarity 1 for items sharing ``column``;
+    ``caps``: items beyond the first ``m`` per value of ``column`` are moved below the rest."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    method: Literal["mmr", "caps"] = "mmr"
+    column: str
+    lambda_: float = Field(0.7, ge=0, le=1, alias="lambda")
+    m: int = Field(2, ge=1)
+    pool: int = Field(100, ge=1, description="mmr: best-scored candidates per user considered")
+
+
+class Boost(ItemCondition):
+    factor: float = Field(gt=0)
+
+
+class ReorderSpec(_Strict):
+    diversity: DiversitySpec | None = None
+    boosts: list[Boost] = Field(default_factory=list)
+
+
+class ParamRange(_Strict):
+    """One searched XGBoost parameter: uniform (or log-uniform) in ``[low, high]``."""
+
+    low: float
+    high: float
+    log: bool = False
+    integer: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> ParamRange:
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0, got {self.low}")
+        return self
+
+
+def _default_space() -> dict[str, ParamRange]:
+    return {
+        "eta": ParamRange(low=0.01, high=0.3, log=True),
+        "max_depth": ParamRange(low=3, high=10, integer=True),
+        "min_child_weight": ParamRange(low=1, high=50, log=True),
+        "subsample": ParamRange(low=0.5, high=1.0),
+        "colsample_bytree": ParamRange(low=0.5, high=1.0),
+        "lambda": ParamRange(low=1e-3, high=10, log=True),
+    }
+
+
+class TuningSpec(_Strict):
+    """Optional Optuna search over ``space``; each trial early-stops on the validation users."""
+
+    n_trials: int = Field(0, ge=0, description="0: no search, train with ranker.params")
+    timeout_seconds: float | None = Field(None, gt=0, description="stop starting trials after")
+    seed: int = 0
+    space: dict[str, ParamRange] = Field(default_factory=_default_space, min_length=1)
 
 
 class RankerSpec(_Strict):
@@ -226,6 +325,7 @@ class RankerSpec(_Strict):
     seed: int = 0
     warm_start: bool = Field(False, description="continue boosting from the newest earlier "
                              "night's model (its features must equal today's)")
+    tuning: TuningSpec = TuningSpec()
 
 
 class RecommendSpec(_Strict):
@@ -321,6 +421,7 @@ class WorkflowSpec(_Strict):
     filter: FilterSpec = FilterSpec()
     ranker: RankerSpec = RankerSpec()
     recommend: RecommendSpec = RecommendSpec()
+    reorder: ReorderSpec = ReorderSpec()
     evaluation: EvaluationSpec = EvaluationSpec()
     publish: PublishSpec = PublishSpec()
     cluster: ClusterSpec = ClusterSpec()
@@ -374,7 +475,12 @@ def _resolved_paths(spec: WorkflowSpec, base: Path) -> dict[str, Any]:
             and spec.data.items.model_copy(update={"path": resolve(spec.data.items.path)}),
         }
     )
-    return {"data": data, "run": spec.run.model_copy(update={"dir": resolve(spec.run.dir)})}
+    rules = spec.filter.model_copy(update={
+        "blocklist": spec.filter.blocklist and resolve(spec.filter.blocklist),
+        "availability": spec.filter.availability and resolve(spec.filter.availability),
+    })
+    return {"data": data, "filter": rules,
+            "run": spec.run.model_copy(update={"dir": resolve(spec.run.dir)})}
 
 
 def _explain(exc: ValidationError, where: str) -> str:

@@ -8,6 +8,7 @@ re-runs them), and publish counts as finished only while Redis still holds its v
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import inspect
 import json
@@ -35,12 +36,14 @@ from pipeline.recommend.batch import (
     load_feature_workflow,
     map_user_partitions,
     ranker_feature_columns,
-    recommend_partition,
     training_partition,
+    write_recommendations,
 )
 from pipeline.recommend.cooccurrence import fit_cooccurrence
 from pipeline.recommend.popularity import DAY, fit_popularity
 from pipeline.recommend.rank_features import SIGNAL_FEATURES
+from pipeline.recommend.rules import fallback_items
+from pipeline.train.tuning import tune_xgboost
 from pipeline.train.xgb import train_xgboost
 
 log = logging.getLogger(__name__)
@@ -189,7 +192,22 @@ class NightlyRun:
             cutoff=cutoff, popular=popular, neighbours=neighbours, users=users, items=items,
             workflow_dir=str(self.paths.workflow), candidates=cand,
             exclude_seen=self.spec.filter.exclude_seen, k=self.spec.recommend.k,
+            seen_window_days=self.spec.filter.seen_window_days,
         )
+
+    def _serving_context(self, ctx: NightContext) -> NightContext:
+        """``ctx`` plus the business rules and reorder plan, which shape the nightly lists only
+        (training and holdout evaluation see the same candidates and features without them)."""
+        from pipeline.recommend.reorder import resolve_reorder
+        from pipeline.recommend.rules import resolve_rules
+
+        items, source = None, "(no data.items)"
+        if self.spec.data.items is not None:
+            source = str(self.spec.data.items.path)
+            items = read_side_table(self.spec.data.items, ITEM, "data.items").compute()
+        return dataclasses.replace(
+            ctx, rules=resolve_rules(self.spec.filter, items, source, self.date),
+            reorder=resolve_reorder(self.spec.reorder, items, source))
 
     # -- stages ------------------------------------------------------------------------------
     def prepare(self) -> dict[str, Any]:
@@ -317,10 +335,15 @@ class NightlyRun:
         rows = dd.read_parquet(self.paths.root / "train_rows")
         base = self._incremental_base()  # incremental: boost on from the last good model
         warm = base / "model" if base is not None else None
-        report = train_xgboost(self.client, rows, features, self.spec.ranker, self.paths.model,
-                               warm_start=warm)
+        tuning: dict[str, Any] | None = None
+        if self.spec.ranker.tuning.n_trials:
+            report, tuning = tune_xgboost(self.client, rows, features, self.spec.ranker,
+                                          self.paths.model, warm_start=warm)
+        else:
+            report = train_xgboost(self.client, rows, features, self.spec.ranker,
+                                   self.paths.model, warm_start=warm)
         return {"model": str(self.paths.model), "features": features,
-                "warm_start": str(warm) if warm else None, **report.__dict__}
+                "warm_start": str(warm) if warm else None, **report.__dict__, "tuning": tuning}
 
     def evaluate(self) -> dict[str, Any]:
         """The ranker (over ``evaluation.seeds`` seeds) and every baseline, as lists on the
@@ -339,21 +362,22 @@ class NightlyRun:
         return evaluate_night(self.client, self.spec, data)
 
     def recommend(self) -> dict[str, Any]:
-        """Lists for every user as of the end of the log, written as Parquet."""
-        split = self._split()
-        ctx = self._context(split["last_event"] + 1)
-        lists = map_user_partitions(self._events(), recommend_partition, ctx,
-                                    str(self.paths.model), None)
+        """Lists for every user as of the end of the log, written as Parquet, with the rows
+        each filter rule removed and each stage's seconds (summed over partitions)."""
+        split, k = self._split(), self.spec.recommend.k
+        ctx = self._serving_context(self._context(split["last_event"] + 1))
         shutil.rmtree(self.paths.lists, ignore_errors=True)
-        lists.to_parquet(self.paths.lists, write_index=False)
-        fallback = ctx.popular.head(self.spec.recommend.k)[[ITEM, "pop_rank"]]
+        stats = write_recommendations(self._events(), ctx, str(self.paths.model), None,
+                                      self.paths.lists)
+        fallback = fallback_items(ctx.popular, ctx.rules, k)[[ITEM, "pop_rank"]]
         fallback.to_parquet(self.paths.fallback, index=False)
-        lists = dd.read_parquet(self.paths.lists)
-        rows, users, sizes = dask.compute(lists.shape[0], lists[USER].nunique(),
-                                        lists.groupby(USER).size().value_counts())
-        full = int(sizes.get(self.spec.recommend.k, 0))
-        return {"rows": int(rows), "users": int(users), "full_lists": full,
-                "k": self.spec.recommend.k}
+        users, full = int(stats.get("users", 0)), int(stats.get("full_lists", 0))
+        return {"rows": int(stats.get("rows", 0)), "users": users, "full_lists": full,
+                "full_list_share": round(full / users, 6) if users else None, "k": k,
+                "filter_removed": {key.split(".", 1)[1]: int(v) for key, v in stats.items()
+                                   if key.startswith("removed.")},
+                "stage_seconds": {key.split(".", 1)[1]: round(v, 3) for key, v in stats.items()
+                                  if key.startswith("seconds.")}}
 
     def publish(self) -> dict[str, Any]:
         from pipeline.publish import publish_lists

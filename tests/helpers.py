@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import dask
+import dask.dataframe as dd
 import httpx
 import numpy as np
 import pandas as pd
@@ -104,3 +106,22 @@ def wait_ready(base_url: str, proc: subprocess.Popen[Any] | None = None,
             pass
         time.sleep(0.5)
     raise AssertionError(f"{base_url} not ready after {timeout} s")
+
+
+FEATURES = ["f0", "f1", "f2"]
+
+
+def ranker_rows(seed: int = 0, n_groups: int = 200, size: int = 10) -> dd.DataFrame:
+    """Query groups of ``size`` rows; the label depends on f0 and f1 (f2 is noise). Two
+    partitions with disjoint, sorted query ids, as the training stage writes them."""
+    rng = np.random.default_rng(seed)
+    n = n_groups * size
+    x = rng.normal(size=(n, 3)).astype(np.float32)
+    p = 1 / (1 + np.exp(-(2 * x[:, 0] - x[:, 1] - 1.0)))
+    frame = pd.DataFrame(x, columns=FEATURES).assign(
+        label=(rng.random(n) < p).astype(np.float32),
+        qid=np.repeat(np.arange(n_groups), size).astype(np.int64))
+    frame["is_valid"] = (frame["qid"] % 5 == 0).to_numpy()
+    half = n // 2
+    parts = [dask.delayed(frame.iloc[:half]), dask.delayed(frame.iloc[half:])]
+    return dd.from_delayed(parts, meta=frame.iloc[:0])

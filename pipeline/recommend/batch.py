@@ -8,11 +8,14 @@ partition, and only small lists or feature rows leave the worker.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import dask
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
@@ -24,15 +27,24 @@ from pipeline.recommend.candidates import (
     cooccurrence_candidates,
     merge_candidates,
     popularity_candidates,
+    repeat_candidates,
 )
-from pipeline.recommend.filters import drop_seen
+from pipeline.recommend.filters import pairs_isin, seen_pairs
 from pipeline.recommend.rank_features import (
     SIGNAL_FEATURES,
     add_signals,
     feature_matrix,
     join_side_tables,
 )
-from pipeline.recommend.topk import fill_short_lists, top_k
+from pipeline.recommend.reorder import ORDER, ReorderPlan, boost_and_sort, diversify
+from pipeline.recommend.rules import RULE_CATEGORY_CAP, RULE_SEEN, FilterRules
+from pipeline.recommend.sorting import rank_within
+from pipeline.recommend.topk import (
+    LIST_COLUMNS,
+    fill_short_lists,
+    first_k,
+    top_k,
+)
 from pipeline.train.xgb import load_ranker, predict
 
 
@@ -49,6 +61,28 @@ class NightContext:
     candidates: CandidatesSpec
     exclude_seen: bool
     k: int
+    seen_window_days: float | None = None
+    rules: FilterRules | None = None  # business rules: the nightly lists only
+    reorder: ReorderPlan | None = None
+
+
+Stats = dict[str, float]
+
+
+@contextmanager
+def _timed(stats: Stats | None, stage: str) -> Iterator[None]:
+    """Add the block's wall seconds to ``stats['seconds.<stage>']`` (summed over partitions)."""
+    started = time.perf_counter()
+    yield
+    if stats is not None:
+        key = f"seconds.{stage}"
+        stats[key] = stats.get(key, 0.0) + time.perf_counter() - started
+
+
+def _count(stats: Stats | None, removed: dict[str, int]) -> None:
+    if stats is not None:
+        for rule, n in removed.items():
+            stats[f"removed.{rule}"] = stats.get(f"removed.{rule}", 0) + n
 
 
 @functools.lru_cache(maxsize=4)
@@ -71,7 +105,7 @@ def ranker_feature_columns(workflow: Any) -> list[str]:
     return SIGNAL_FEATURES + produced
 
 
-def _target_users(events: pd.DataFrame, cutoff: int, window_end: int | None) -> np.ndarray:
+def target_users(events: pd.DataFrame, cutoff: int, window_end: int | None) -> np.ndarray:
     if window_end is None:
         users = events[USER]
     else:
@@ -81,36 +115,74 @@ def _target_users(events: pd.DataFrame, cutoff: int, window_end: int | None) -> 
 
 
 def candidate_rows(
-    events: pd.DataFrame, ctx: NightContext, window_end: int | None, *, rank: bool = True
+    events: pd.DataFrame, ctx: NightContext, window_end: int | None, *, rank: bool = True,
+    stats: Stats | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame, np.ndarray]:
     """Stages 1-2 and the rank stage's input.
 
     Returns ``(rows, features, history, users)``: ``rows`` are the filtered candidates with raw
     ids, ``features`` the same rows (same order) after the feature workflow, whose Categorify
     replaces ids by codes. With ``rank=False`` (popularity baseline) only the popularity
-    generator runs and ``features`` is None.
+    generator runs and ``features`` is None. ``stats`` (when given) collects the rows each
+    filter rule removed (``removed.<rule>``) and seconds per stage (``seconds.<stage>``).
     """
     history = events[events[TIME] < ctx.cutoff]
-    users = _target_users(events, ctx.cutoff, window_end)
+    users = target_users(events, ctx.cutoff, window_end)
     history = history[history[USER].isin(users)]
+    with _timed(stats, "retrieve"):
+        rows = retrieve(users, history, ctx, rank)
+    with _timed(stats, "filter"):
+        retrieved = len(rows)
+        rows, removed = filter_candidates(rows, history, ctx)
+    _count(stats, removed)
+    if stats is not None:
+        stats["candidates.retrieved"] = stats.get("candidates.retrieved", 0) + retrieved
+        stats["candidates.ranked"] = stats.get("candidates.ranked", 0) + len(rows)
+    if not rank:
+        return rows, None, history, users
+    with _timed(stats, "rank"):
+        features = add_signals(rows, history, ctx.popular, ctx.cutoff)
+        features = join_side_tables(features, ctx.users, ctx.items)
+        features = load_feature_workflow(ctx.workflow_dir).transform(features)
+    return rows, features, history, users
+
+
+def retrieve(users: np.ndarray, history: pd.DataFrame, ctx: NightContext,
+             rank: bool = True) -> pd.DataFrame:
+    """Stage 1: every configured generator, merged on (user, item) with ``source``."""
     spec = ctx.candidates
     by_pop = popularity_candidates(users, ctx.popular, spec.popularity.n)
-    empty = pd.DataFrame({USER: by_pop[USER].iloc[:0], ITEM: by_pop[ITEM].iloc[:0],
-                          "cooc_score": np.float32(), "cooc_rank": np.int64()})
-    by_cooc = empty
+    by_cooc = pd.DataFrame({USER: by_pop[USER].iloc[:0], ITEM: by_pop[ITEM].iloc[:0],
+                            "cooc_score": np.float32(), "cooc_rank": np.int64()})
     if rank and ctx.neighbours is not None and spec.cooccurrence is not None:
         by_cooc = cooccurrence_candidates(history, ctx.neighbours,
                                           spec.cooccurrence.recent_items, spec.cooccurrence.n)
-    rows = merge_candidates(by_pop, by_cooc)
+    by_repeat = None
+    if rank and spec.repeat is not None:
+        by_repeat = repeat_candidates(history, spec.repeat.n)
+    return merge_candidates(by_pop, by_cooc, by_repeat)
+
+
+def excluded_seen(history: pd.DataFrame, ctx: NightContext) -> pd.DataFrame:
+    """The (user, item) pairs the seen rule removes: none, all of history, or its window."""
+    if not ctx.exclude_seen:
+        return history[[USER, ITEM]].iloc[:0]
+    return seen_pairs(history, ctx.cutoff, ctx.seen_window_days)
+
+
+def filter_candidates(rows: pd.DataFrame, history: pd.DataFrame,
+                      ctx: NightContext) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Stage 2: the seen rule, then the business rules; rows each removed, by rule name."""
+    removed: dict[str, int] = {}
     if ctx.exclude_seen:
-        rows = drop_seen(rows, history)
-    rows = rows.reset_index(drop=True)
-    if not rank:
-        return rows, None, history, users
-    features = add_signals(rows, history, ctx.popular, ctx.cutoff)
-    features = join_side_tables(features, ctx.users, ctx.items)
-    features = load_feature_workflow(ctx.workflow_dir).transform(features)
-    return rows, features, history, users
+        seen = pairs_isin(rows[USER].to_numpy(), rows[ITEM].to_numpy(),
+                          excluded_seen(history, ctx))
+        removed[RULE_SEEN] = int(seen.sum())
+        rows = rows.loc[~seen]
+    if ctx.rules is not None:
+        rows, by_rule = ctx.rules.apply(rows)
+        removed.update(by_rule)
+    return rows.reset_index(drop=True), removed
 
 
 def training_partition(
@@ -147,17 +219,82 @@ def recommend_partition(
     ``model_dir=None`` ranks by popularity alone (the baseline); ``window_end`` restricts the
     users to those active in ``[cutoff, window_end)`` (evaluation).
     """
+    return recommend_lists(events, ctx, model_dir, window_end)[0]
+
+
+def recommend_lists(
+    events: pd.DataFrame, ctx: NightContext, model_dir: str | None, window_end: int | None
+) -> tuple[pd.DataFrame, Stats]:
+    """``recommend_partition`` plus its statistics: rows removed per filter rule and seconds
+    per stage (retrieve, filter, rank, reorder)."""
+    stats: Stats = {}
     if model_dir is None:
-        rows, _, history, users = candidate_rows(events, ctx, window_end, rank=False)
-        scored = rows.assign(score=(1.0 / rows["pop_rank"]).astype(np.float32))
-    else:
-        rows, encoded, history, users = candidate_rows(events, ctx, window_end)
-        booster, features = load_ranker(model_dir)
+        rows, _, history, users = candidate_rows(events, ctx, window_end, rank=False,
+                                                 stats=stats)
         scored = rows[[USER, ITEM, "source"]].assign(
-            score=predict(booster, feature_matrix(encoded, features))
-        )
-    lists = top_k(scored, ctx.k)
-    return fill_short_lists(lists, users, ctx.popular, history, ctx.k)
+            score=(1.0 / rows["pop_rank"]).astype(np.float32))
+    else:
+        rows, encoded, history, users = candidate_rows(events, ctx, window_end, stats=stats)
+        with _timed(stats, "rank"):
+            booster, features = load_ranker(model_dir)
+            scored = rows[[USER, ITEM, "source"]].assign(
+                score=predict(booster, feature_matrix(encoded, features))
+            )
+    with _timed(stats, "reorder"):
+        lists = final_lists(scored, users, history, ctx, stats)
+    return lists, stats
+
+
+def final_lists(scored: pd.DataFrame, users: np.ndarray, history: pd.DataFrame,
+                ctx: NightContext, stats: Stats | None = None) -> pd.DataFrame:
+    """Stage 4: boosts, the category cap (a filter rule that needs scores), diversity, top-k,
+    and the fallback for short lists under the same rules."""
+    ordered = boost_and_sort(scored, ctx.reorder)
+    rules = ctx.rules
+    if rules is not None and rules.max_per_category is not None:
+        keep = rules.within_cap(ordered)
+        _count(stats, {RULE_CATEGORY_CAP: int((~keep).sum())})
+        ordered = ordered.loc[keep].reset_index(drop=True)
+    diversity = ctx.reorder.diversity if ctx.reorder is not None else None
+    if diversity is None:  # already best first: the first k rows per user are the list
+        lists = first_k(ordered, ctx.k)
+    else:
+        if diversity.method == "mmr":  # MMR only looks at each user's best ``pool`` rows
+            position = rank_within(ordered[USER].to_numpy())
+            ordered = ordered.loc[position <= max(ctx.k, diversity.pool)]
+        lists = top_k(diversify(ordered, ctx.reorder, ctx.k), ctx.k, key=ORDER)
+    return fill_short_lists(
+        lists, users, ctx.popular, excluded_seen(history, ctx), ctx.k,
+        allowed=rules.allowed if rules is not None else None,
+        capped=rules.within_cap if rules is not None and rules.max_per_category else None,
+    )
+
+
+def _write_lists(events: pd.DataFrame, ctx: NightContext, model_dir: str | None,
+                 window_end: int | None, path: str) -> Stats:
+    lists, stats = recommend_lists(events, ctx, model_dir, window_end)
+    lists = lists.astype({"rank": "int64", "score": "float32"})[LIST_COLUMNS]
+    lists.to_parquet(path, index=False)
+    sizes = lists.groupby(USER).size()
+    stats.update(rows=len(lists), users=len(sizes), full_lists=int((sizes >= ctx.k).sum()))
+    return stats
+
+
+def write_recommendations(events: dd.DataFrame, ctx: NightContext, model_dir: str | None,
+                          window_end: int | None, out: Path) -> Stats:
+    """Stages 1-4 over every partition, one Parquet file per partition under ``out``, and the
+    partitions' statistics summed (rows, users, full lists, removed per rule, stage seconds).
+    Only the small statistics dicts come back to the client."""
+    out.mkdir(parents=True, exist_ok=True)
+    shared = get_client().scatter(ctx, hash=False)
+    tasks = [dask.delayed(_write_lists)(part, shared, model_dir, window_end,
+                                        str(out / f"part.{i:05d}.parquet"))
+             for i, part in enumerate(events.to_delayed())]
+    total: Stats = {}
+    for stats in dask.compute(*tasks):
+        for key, value in stats.items():
+            total[key] = total.get(key, 0) + value
+    return total
 
 
 def map_user_partitions(

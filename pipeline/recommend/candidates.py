@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from pipeline.io import ITEM, TIME, USER
+from pipeline.recommend.filters import pair_keys, split_keys
+from pipeline.recommend.sorting import lexsort
 
 SOURCE_POPULARITY = "popularity"
 SOURCE_COOCCURRENCE = "cooccurrence"
+SOURCE_REPEAT = "repeat"
 NO_RANK = 1_000_000  # rank given to a candidate a generator did not propose
 
 
@@ -29,9 +33,67 @@ def cooccurrence_candidates(
     history: pd.DataFrame, neighbours: pd.DataFrame, recent_items: int, n: int
 ) -> pd.DataFrame:
     """Items that co-occur with the user's latest ``recent_items``, scored by summed cosine:
-    ``(user_id, item_id, cooc_score, cooc_rank)``, at most ``n`` per user."""
+    ``(user_id, item_id, cooc_score, cooc_rank)``, at most ``n`` per user.
+
+    A sparse product (users x seed items) @ (items x neighbours) sums the cosines in C, then one
+    stable sort per partition keeps each user's best ``n`` (ties: lower item id first).
+    """
     latest = history.sort_values([USER, TIME], ascending=[True, False], kind="stable")
     latest = latest.drop_duplicates([USER, ITEM]).groupby(USER, sort=False).head(recent_items)
+    if len(latest) == 0 or len(neighbours) == 0:
+        return _empty_cooccurrence(history)
+    # Sorted, so column order is item id order (the tie-break).
+    vocab = pd.Index(np.unique(np.r_[neighbours[ITEM].to_numpy(),
+                                     neighbours["neighbor_id"].to_numpy()]))
+    if not vocab.is_unique or vocab.dtype == object:
+        return _cooccurrence_by_merge(latest, neighbours, n)
+    seed = vocab.get_indexer(latest[ITEM].to_numpy())
+    known = seed >= 0
+    users, user_codes = np.unique(latest[USER].to_numpy()[known], return_inverse=True)
+    seeds = sp.csr_matrix((np.ones(int(known.sum())), (user_codes, seed[known])),
+                          shape=(len(users), len(vocab)))
+    graph = sp.csr_matrix((neighbours["cooc_score"].to_numpy(dtype=np.float64),
+                           (vocab.get_indexer(neighbours[ITEM].to_numpy()),
+                            vocab.get_indexer(neighbours["neighbor_id"].to_numpy()))),
+                          shape=(len(vocab), len(vocab)))
+    scores = (seeds @ graph).tocsr()
+    scores.sum_duplicates()
+    scores.sort_indices()
+    row = np.repeat(np.arange(len(users)), np.diff(scores.indptr))
+    col, data = scores.indices, scores.data
+    kept = data >= _nth_largest(scores, n)[row]  # the best n, and any ties with the n-th
+    row, col, data = row[kept], col[kept], data[kept]
+    order = lexsort((-data, row))  # stable: equal scores keep item id order
+    row, col, data = row[order], col[order], data[order]
+    starts = np.r_[0, np.cumsum(np.bincount(row, minlength=len(users)))[:-1]]
+    rank = np.arange(len(row)) - starts[row] + 1
+    keep = (rank <= n) & (data > 0)
+    return pd.DataFrame({USER: users[row[keep]], ITEM: vocab.to_numpy()[col[keep]],
+                         "cooc_score": data[keep].astype(np.float32),
+                         "cooc_rank": rank[keep].astype(np.int64)})
+
+
+def _nth_largest(scores: sp.csr_matrix, n: int) -> np.ndarray:
+    """Per row, the ``n``-th largest stored value (-inf for rows with fewer): a threshold that
+    lets the exact sort see about ``n`` entries per user instead of all of them."""
+    lengths = np.diff(scores.indptr)
+    width = int(lengths.max()) if len(lengths) else 0
+    if width <= n:
+        return np.full(scores.shape[0], -np.inf)
+    dense = np.full((scores.shape[0], width), -np.inf)
+    row = np.repeat(np.arange(scores.shape[0]), lengths)
+    dense[row, np.arange(len(row)) - scores.indptr[row]] = scores.data
+    return np.partition(dense, width - n, axis=1)[:, width - n]
+
+
+def _empty_cooccurrence(history: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({USER: history[USER].iloc[:0], ITEM: history[ITEM].iloc[:0],
+                         "cooc_score": np.float32(), "cooc_rank": np.int64()})
+
+
+def _cooccurrence_by_merge(latest: pd.DataFrame, neighbours: pd.DataFrame,
+                           n: int) -> pd.DataFrame:
+    """The pandas path for ids the sparse path cannot index (mixed or text ids)."""
     pairs = latest[[USER, ITEM]].merge(neighbours, on=ITEM, how="inner")
     scores = pairs.groupby([USER, "neighbor_id"], sort=False, as_index=False)["cooc_score"].sum()
     scores = scores.rename(columns={"neighbor_id": ITEM})
@@ -40,16 +102,81 @@ def cooccurrence_candidates(
     return scores[scores["cooc_rank"] <= n].reset_index(drop=True)
 
 
-def merge_candidates(by_popularity: pd.DataFrame, by_cooccurrence: pd.DataFrame) -> pd.DataFrame:
+def repeat_candidates(history: pd.DataFrame, n: int) -> pd.DataFrame:
+    """The user's own most frequent past items (ties: most recent first, then item id):
+    ``(user_id, item_id, repeat_rank)``, at most ``n`` per user. The strongest candidates where
+    people come back (groceries, music); ``filter.exclude_seen`` removes them again unless
+    limited by ``filter.seen_window_days``."""
+    stats = history.groupby([USER, ITEM], sort=False).agg(_count=(TIME, "size"),
+                                                          _last=(TIME, "max")).reset_index()
+    stats = stats.sort_values([USER, "_count", "_last", ITEM],
+                              ascending=[True, False, False, True], kind="stable")
+    stats["repeat_rank"] = stats.groupby(USER, sort=False).cumcount() + 1
+    return stats.loc[stats["repeat_rank"] <= n, [USER, ITEM, "repeat_rank"]].reset_index(drop=True)
+
+
+def merge_candidates(by_popularity: pd.DataFrame, by_cooccurrence: pd.DataFrame,
+                     by_repeat: pd.DataFrame | None = None) -> pd.DataFrame:
     """Outer-merge generators on (user, item); missing scores become neutral values and
-    ``source`` names every generator that proposed the item."""
+    ``source`` names every generator that proposed the item, joined by ``+``. Rows come out
+    sorted by (user, item)."""
+    fast = _merge_by_keys(by_popularity, by_cooccurrence, by_repeat)
+    if fast is not None:
+        return fast
     merged = by_popularity.merge(by_cooccurrence, on=[USER, ITEM], how="outer")
-    from_pop = merged["pop_rank"].notna().to_numpy()
-    from_cooc = merged["cooc_rank"].notna().to_numpy()
+    if by_repeat is None:
+        proposed = [(SOURCE_POPULARITY, merged["pop_rank"].notna().to_numpy()),
+                    (SOURCE_COOCCURRENCE, merged["cooc_rank"].notna().to_numpy())]
+    else:
+        merged = merged.merge(by_repeat, on=[USER, ITEM], how="outer")
+        proposed = [(SOURCE_POPULARITY, merged["pop_rank"].notna().to_numpy()),
+                    (SOURCE_COOCCURRENCE, merged["cooc_rank"].notna().to_numpy()),
+                    (SOURCE_REPEAT, merged["repeat_rank"].notna().to_numpy())]
+        merged = merged.drop(columns="repeat_rank")
     merged["pop_rank"] = merged["pop_rank"].fillna(NO_RANK).astype("int64")
     merged["cooc_rank"] = merged["cooc_rank"].fillna(NO_RANK).astype("int64")
     merged["cooc_score"] = merged["cooc_score"].fillna(0.0).astype("float32")
-    source = np.where(from_pop & from_cooc, f"{SOURCE_POPULARITY}+{SOURCE_COOCCURRENCE}",
-                      np.where(from_pop, SOURCE_POPULARITY, SOURCE_COOCCURRENCE))
-    merged["source"] = pd.array(source, dtype="str")
+    merged["source"] = pd.array(source_names(proposed), dtype="str")
     return merged
+
+
+def _merge_by_keys(by_popularity: pd.DataFrame, by_cooccurrence: pd.DataFrame,
+                   by_repeat: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The outer merge as one ``np.unique`` over int64 (user, item) keys (None when the ids are
+    not small integers): no hash join, no per-column reindexing."""
+    frames = [by_popularity, by_cooccurrence] + ([by_repeat] if by_repeat is not None else [])
+    keys = [pair_keys(f[USER].to_numpy(), f[ITEM].to_numpy()) for f in frames]
+    if any(k is None for k in keys):
+        return None
+    unique, inverse = np.unique(np.concatenate(keys), return_inverse=True)
+    bounds = np.cumsum([0, *map(len, frames)])
+    at = [inverse[bounds[i]:bounds[i + 1]] for i in range(len(frames))]
+    proposed = []
+    for name, where in zip((SOURCE_POPULARITY, SOURCE_COOCCURRENCE, SOURCE_REPEAT), at,
+                           strict=False):
+        flags = np.zeros(len(unique), dtype=bool)
+        flags[where] = True
+        proposed.append((name, flags))
+    pop_rank = np.full(len(unique), NO_RANK, dtype=np.int64)
+    pop_rank[at[0]] = by_popularity["pop_rank"].to_numpy()
+    cooc_rank = np.full(len(unique), NO_RANK, dtype=np.int64)
+    cooc_rank[at[1]] = by_cooccurrence["cooc_rank"].to_numpy()
+    cooc_score = np.zeros(len(unique), dtype=np.float32)
+    cooc_score[at[1]] = by_cooccurrence["cooc_score"].to_numpy()
+    users, items = split_keys(unique)
+    return pd.DataFrame({
+        USER: users.astype(by_popularity[USER].dtype), ITEM: items.astype(
+            by_popularity[ITEM].dtype),
+        "pop_rank": pop_rank, "cooc_score": cooc_score, "cooc_rank": cooc_rank,
+        "source": pd.array(source_names(proposed), dtype="str")})
+
+
+def source_names(proposed: list[tuple[str, np.ndarray]]) -> np.ndarray:
+    """Per row, the names of the generators whose flag is set, joined by ``+`` (vectorised over
+    the 2^g flag combinations rather than the rows)."""
+    code = np.zeros(len(proposed[0][1]), dtype=np.int64)
+    for bit, (_, flags) in enumerate(proposed):
+        code |= flags.astype(np.int64) << bit
+    names = np.array(["+".join(n for b, (n, _) in enumerate(proposed) if c >> b & 1)
+                      for c in range(2 ** len(proposed))], dtype=object)
+    return names[code]

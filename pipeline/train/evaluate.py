@@ -31,6 +31,7 @@ from pipeline.recommend.batch import (
     training_partition,
 )
 from pipeline.recommend.popularity import DAY
+from pipeline.recommend.retrieval_eval import retrieval_recall
 from pipeline.train.baselines import (
     fit_itemknn,
     fit_logistic,
@@ -43,6 +44,7 @@ from pipeline.train.baselines.common import ItemScorer
 from pipeline.train.baselines.ease import fit_ease
 from pipeline.train.baselines.logistic import LogisticModel, logistic_partition
 from pipeline.train.metrics import click_metrics, ranking_metrics
+from pipeline.train.tuning import tuned_params
 from pipeline.train.xgb import load_ranker, predict, train_xgboost
 
 log = logging.getLogger(__name__)
@@ -151,11 +153,16 @@ def evaluate_night(client: Client, spec: WorkflowSpec, data: NightData) -> dict[
         clock = now
 
     lap("holdout_rows")
+    retrieval = retrieval_recall(events, ctx, end)
+    log.info("holdout retrieval recall: %s", retrieval["recall"])
+    lap("retrieval")
     runs["ranker"] = []
     for i in range(ev.seeds):
         model_dir = data.model_dir if i == 0 else data.out / f"ranker-seed-{i}"
         if i > 0:
-            seed_spec = spec.ranker.model_copy(update={"seed": spec.ranker.seed + i})
+            seed_spec = spec.ranker.model_copy(update={
+                "seed": spec.ranker.seed + i,
+                "params": {**spec.ranker.params, **tuned_params(Path(data.model_dir))}})
             train_xgboost(client, reseeded(rows, i, spec.ranker.validation_fraction),
                           data.features, seed_spec, model_dir)
         lists = map_user_partitions(events, recommend_partition, ctx, str(model_dir), end)
@@ -199,7 +206,7 @@ def evaluate_night(client: Client, spec: WorkflowSpec, data: NightData) -> dict[
                  row[f"map@{k}"], row[f"coverage@{k}"])
     return {"metrics": table, "k": k, "seeds": ev.seeds, "click": click,
             "per_seed": {m: [r[f"ndcg@{k}"] for r in rs] for m, rs in runs.items()},
-            "verdict": verdict(table, k), "timings": timings, **extra}
+            "verdict": verdict(table, k), "retrieval": retrieval, "timings": timings, **extra}
 
 
 def _tuned_ease(events: dd.DataFrame, data: NightData, spec: WorkflowSpec,
