@@ -4,9 +4,13 @@ continues from the previous night, and refuses labels or models it cannot use.""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
+import dask
+import dask.dataframe as dd
+import pandas as pd
 import pytest
 
 from pipeline.config import RankerSpec
@@ -15,6 +19,7 @@ from pipeline.train.xgb import (
     CARD_FILE,
     MODEL_FILE,
     load_ranker,
+    pin_partitions,
     predict,
     previous_night_model,
     train_xgboost,
@@ -84,3 +89,42 @@ def test_labels_the_objective_cannot_take_are_refused(
     data = data.assign(label=data["label"].where(data["qid"] != 3, label))
     with pytest.raises(DataError, match=message):
         train_xgboost(dask_client, data, FEATURES, spec(objective=objective), tmp_path / "m")
+
+
+@pytest.mark.parametrize("objective", ["binary:logistic", "rank:ndcg"])
+def test_the_same_rows_train_the_same_model(dask_client: Any, tmp_path: Path,
+                                            objective: str) -> None:
+    """Partitions are pinned to workers, so XGBoost's distributed histograms (and the model)
+    do not depend on where the scheduler happened to put them (dmlc/xgboost#7927)."""
+    params = {"max_depth": 4, "subsample": 0.8}
+    models = []
+    for i in range(3):
+        data = rows(n_groups=400).repartition(npartitions=8)
+        train_xgboost(dask_client, data, FEATURES,
+                      RankerSpec(objective=objective, num_boost_round=40,
+                                 early_stopping_rounds=5, params=params), tmp_path / str(i))
+        models.append((tmp_path / str(i) / MODEL_FILE).read_bytes())
+    assert models[0] == models[1] == models[2]
+
+
+def _slow_part(frame: pd.DataFrame) -> pd.DataFrame:
+    time.sleep(1.5)
+    return frame
+
+
+def test_pinned_rows_still_arrive_when_a_worker_leaves(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A task pinned to a worker that is gone would wait forever: placement falls back."""
+    from distributed import Client, LocalCluster
+
+    frame = rows().compute()
+    parts = [dask.delayed(_slow_part)(frame.iloc[i::4]) for i in range(4)]
+    data = dd.from_delayed(parts, meta=frame.iloc[:0])
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        doomed = sorted(client.scheduler_info(n_workers=-1)["workers"])[-1]
+        client.loop.call_later(0.5, lambda: client.retire_workers([doomed], close_workers=True))
+        with caplog.at_level("WARNING", logger="pipeline.train.xgb"):
+            placed = pin_partitions(client, data, poll_s=0.5)
+        assert len(placed.compute()) == len(frame)
+    assert "a Dask worker left" in caplog.text

@@ -3,6 +3,7 @@ in XGBoost's own JSON format beside a JSON card of its feature list, loaded once
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
@@ -13,7 +14,7 @@ from typing import Any
 import dask
 import dask.dataframe as dd
 import numpy as np
-from distributed import Client
+from distributed import Client, wait
 
 from pipeline.config import RankerSpec
 from pipeline.errors import DataError
@@ -57,7 +58,7 @@ def train_xgboost(
     import xgboost as xgb
     import xgboost.dask as dxgb
 
-    rows = client.persist(rows)
+    rows = pin_partitions(client, rows)
     label = rows["label"]
     counts, low, high, fractional = dask.compute(
         rows.groupby("is_valid")["label"].agg(["size", "sum"]), label.min(), label.max(),
@@ -121,6 +122,38 @@ def train_xgboost(
     log.info("trained XGBoost: %d trees, valid %s %.4f", best_iteration + 1, report.metric,
              report.best_score)
     return report
+
+
+def pin_partitions(client: Client, rows: dd.DataFrame, poll_s: float = 5.0) -> dd.DataFrame:
+    """Compute ``rows`` with partition ``i`` of ``n`` on worker ``i * workers // n`` (workers in
+    address order) and nowhere else.
+
+    XGBoost's distributed histograms depend on which rows each worker holds; left to the
+    scheduler, placement varies from run to run and so does the model (dmlc/xgboost#7927).
+    Pinned, the same data on the same cluster shape trains the same model. A task pinned to a
+    worker that dies would wait forever, so if a pinned worker leaves before the rows are
+    computed, the rows are persisted wherever the scheduler likes instead (and a warning says
+    the model may then differ from an undisturbed run's).
+    """
+    workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
+    parts = rows.to_delayed()
+    futures = [
+        client.compute(part, workers=[workers[i * len(workers) // len(parts)]],
+                       allow_other_workers=False)
+        for i, part in enumerate(parts)
+    ]
+    while True:
+        try:
+            wait(futures, timeout=poll_s)
+            break
+        except (TimeoutError, asyncio.TimeoutError):  # distinct classes before Python 3.11
+            if not set(workers) <= set(client.scheduler_info(n_workers=-1)["workers"]):
+                client.cancel(futures)
+                log.warning("a Dask worker left while the ranker's rows were placed; placing "
+                            "them freely (the model may differ from an undisturbed run's)")
+                return client.persist(rows)
+    return dd.from_delayed(futures, meta=rows.dtypes.to_dict(), divisions=rows.divisions,
+                           verify_meta=False)
 
 
 def save_ranker(booster: Any, features: list[str], out: Path, info: dict[str, Any]) -> None:
