@@ -46,7 +46,10 @@ def metrics_table(evaluation: dict[str, Any]) -> list[str]:
     for model, row in metrics.items():
         lines.append("    " + f"{model:<18}" + "".join(f"{_cell(row, key):>18}" for key in keys))
     verdict = evaluation.get("verdict") or {}
-    if verdict:
+    if verdict and verdict["beats_every_baseline"] is None:
+        lines.append(f"  one {verdict['best_ranker']} run: no verdict against the baselines "
+                     "(run with --seeds 5 for mean ± std)")
+    elif verdict:
         lost = [m for m, v in verdict["margins"].items() if not v["beaten"]]
         lines.append(f"  {verdict['best_ranker']} beats every baseline on {verdict['metric']} "
                      "by > 2 std" if not lost else

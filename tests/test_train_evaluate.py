@@ -36,6 +36,14 @@ def test_summary_is_mean_and_sample_std_and_the_verdict_uses_both() -> None:
     assert got["beats_every_baseline"] is False and got["best_ranker"] == "ranker"
 
 
+def test_one_ranker_run_gives_no_verdict() -> None:
+    table = summarise({"ranker": [result(0.30)], "popularity": [result(0.25)]}, 10)
+    got = verdict(table, 10)
+    assert got["margins"]["popularity"]["margin"] == pytest.approx(0.05)
+    assert got["margins"]["popularity"]["beaten"] is None
+    assert got["beats_every_baseline"] is None
+
+
 def test_reseeding_moves_whole_users_between_train_and_validation(dask_client: Any) -> None:
     users = np.arange(2000)
     frame = pd.DataFrame({"qid": np.concatenate([users * 64 + 3, users * 64 + 5]),

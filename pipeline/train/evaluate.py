@@ -105,21 +105,25 @@ def summarise(runs: dict[str, list[dict[str, float]]], k: int) -> dict[str, dict
 
 def verdict(table: dict[str, dict[str, Any]], k: int) -> dict[str, Any]:
     """Does the best ranker beat every baseline on NDCG@k by more than 2 std of the difference
-    (``sqrt(std_ranker² + std_baseline²)``)?"""
+    (``sqrt(std_ranker² + std_baseline²)``)? With one ranker run there is no spread to judge
+    by, so ``beaten`` and ``beats_every_baseline`` are None rather than a verdict on noise."""
     key = f"ndcg@{k}"
     rankers = [m for m in table if m in RANKERS]
     if not rankers:
         return {}
     best = max(rankers, key=lambda m: table[m][key])
+    judged = table[best].get("runs", 1) >= 2
     margins = {}
     for model, row in table.items():
         if model in RANKERS:
             continue
         diff = table[best][key] - row[key]
         spread = float(np.hypot(table[best][f"{key}_std"], row[f"{key}_std"]))
-        margins[model] = {"margin": diff, "std": spread, "beaten": bool(diff > 2 * spread)}
+        margins[model] = {"margin": diff, "std": spread,
+                          "beaten": bool(diff > 2 * spread) if judged else None}
     return {"best_ranker": best, "metric": key, "margins": margins,
-            "beats_every_baseline": all(m["beaten"] for m in margins.values())}
+            "beats_every_baseline": all(m["beaten"] for m in margins.values()) if judged
+            else None}
 
 
 def evaluate_night(client: Client, spec: WorkflowSpec, data: NightData) -> dict[str, Any]:
