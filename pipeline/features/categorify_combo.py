@@ -22,7 +22,7 @@ from .backend import hash_values
 from .base import ColumnSchema, NotFittedError, Op, PartitionContext, column_list, columns_of
 from .group_keys import group_keys, key_of, raw_values
 from .group_moments import GroupMoments
-from .keys import KeyKind, canonical, key_kind
+from .keys import KeyKind, canonical, fitted_kinds
 
 NULL_INDEX = 1
 FIRST_BUCKET = 2
@@ -81,7 +81,7 @@ class CategorifyCombo(Op):
         return self.codes_ is not None
 
     def prepare(self, dtypes: Mapping[str, Any]) -> None:
-        self.kinds_ = {c: key_kind(dtypes[c], c, self._where()) for c in self.input_columns}
+        self.kinds_ = fitted_kinds(dtypes, self.input_columns, self._where())
 
     def _kinds(self, g: Sequence[str]) -> list[KeyKind]:
         return [self.kinds_[c] for c in g]

@@ -17,7 +17,7 @@ import pandas as pd
 from pipeline.errors import ConfigError
 
 from .group_keys import group_keys
-from .keys import KeyKind, key_kind
+from .keys import KeyKind, fitted_kinds, key_kind
 
 NULL_INDEX = 1
 FIRST_BUCKET = 2
@@ -27,12 +27,6 @@ def check_buckets(num_buckets: Any, op: str) -> int:
     if isinstance(num_buckets, bool) or not isinstance(num_buckets, int) or num_buckets < 1:
         raise ConfigError(f"{op}: num_buckets must be an int >= 1, got {num_buckets!r}")
     return num_buckets
-
-
-def fitted_kinds(
-    dtypes: Mapping[str, Any], columns: Sequence[str], where: str
-) -> dict[str, KeyKind]:
-    return {c: key_kind(dtypes[c], c, where) for c in columns}
 
 
 def kinds_for(

@@ -27,7 +27,7 @@ from .base import (
 )
 from .group_keys import group_keys, key_of, raw_values
 from .group_moments import GroupMoments
-from .keys import KeyKind, canonical, key_kind
+from .keys import KeyKind, canonical, fitted_kinds
 from .moments import require_numeric
 
 STATS = ("count", "sum", "mean", "std")
@@ -96,7 +96,7 @@ class JoinGroupby(Op):
 
     def prepare(self, dtypes: Mapping[str, Any]) -> None:
         where = self._where()
-        self.kinds_ = {c: key_kind(dtypes[c], c, where) for c in self.required_columns}
+        self.kinds_ = fitted_kinds(dtypes, self.required_columns, where)
         require_numeric(dtypes, self.cont_cols, where)
 
     def _kinds(self, group: Sequence[str]) -> list[KeyKind]:

@@ -8,7 +8,8 @@ column that only holds whole numbers, ``object`` vs ``str``.
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -41,6 +42,13 @@ def key_kind(dtype: object, column: str, where: str) -> KeyKind:
         f"{where}: column {column!r} has dtype {dtype}, which cannot be used as a categorical key; "
         "cast it to int64 or str first"
     )
+
+
+def fitted_kinds(
+    dtypes: Mapping[str, Any], columns: Sequence[str], where: str
+) -> dict[str, KeyKind]:
+    """``key_kind`` of each of ``columns``: what an op keyed on them learns in ``prepare``."""
+    return {c: key_kind(dtypes[c], c, where) for c in columns}
 
 
 def canonical(series: pd.Series, kind: KeyKind, where: str) -> tuple[np.ndarray, pd.Index]:

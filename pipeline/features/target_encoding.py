@@ -22,7 +22,7 @@ from .base import (
 )
 from .folds import fold_ids
 from .group_keys import GroupKeys, group_keys
-from .keys import KeyKind, key_kind
+from .keys import KeyKind, fitted_kinds
 from .te_stats import TargetStats
 
 
@@ -115,7 +115,7 @@ class TargetEncoding(Op):
 
     def prepare(self, dtypes: Mapping[str, Any]) -> None:
         where = self._where()
-        self.kinds_ = {c: key_kind(dtypes[c], c, where) for c in self.required_columns}
+        self.kinds_ = fitted_kinds(dtypes, self.required_columns, where)
         for t in self.targets:
             dtype = dtypes[t]
             if not ptypes.is_numeric_dtype(dtype) or ptypes.is_complex_dtype(dtype):
