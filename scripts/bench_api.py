@@ -59,10 +59,12 @@ def publish(url: str, namespace: str, users: int, k: int) -> tuple[str, float]:
     import dask.dataframe as dd
     from distributed import Client, LocalCluster
 
+    from pipeline.cluster import worker_malloc_settings
     from pipeline.publish import publish_lists
 
     frame = _lists(users, k)
     with (
+        worker_malloc_settings(),  # as the nightly run's cluster (pipeline.cluster)
         LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                      dashboard_address=None) as cluster,
         Client(cluster),

@@ -97,13 +97,15 @@ def build_workflow() -> Any:
 def run_recpipe(files: list[Path], out: Path, a: argparse.Namespace, mem: MemWatch) -> dict:
     from distributed import Client, LocalCluster
 
+    from pipeline.cluster import worker_malloc_settings
     from pipeline.features.backend import read_parquet
     from pipeline.features.output import to_parquet
 
-    cluster = LocalCluster(
-        n_workers=a.workers, threads_per_worker=a.threads, processes=True,
-        memory_limit=a.memory_limit, dashboard_address=None,
-    )
+    with worker_malloc_settings():  # as the nightly run's cluster (pipeline.cluster)
+        cluster = LocalCluster(
+            n_workers=a.workers, threads_per_worker=a.threads, processes=True,
+            memory_limit=a.memory_limit, dashboard_address=None,
+        )
     client = Client(cluster)
     try:
         ddf = read_parquet([str(f) for f in files], backend=a.backend)

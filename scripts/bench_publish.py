@@ -125,6 +125,7 @@ def main() -> None:
     import dask.dataframe as dd
     from distributed import Client, LocalCluster, wait
 
+    from pipeline.cluster import worker_malloc_settings
     from pipeline.publish import publish_lists
     from pipeline.publish.embedded import EmbeddedRedis
 
@@ -137,6 +138,7 @@ def main() -> None:
     version = "bench-1"
     try:
         with (
+            worker_malloc_settings(),  # as the nightly run's cluster (pipeline.cluster)
             LocalCluster(
                 n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
             ) as cluster,

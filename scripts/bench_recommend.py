@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 from distributed import Client, LocalCluster
 
+from pipeline.cluster import worker_malloc_settings
 from pipeline.config import CandidatesSpec, CategorifyOp, FilterSpec, RankerSpec, ReorderSpec
 from pipeline.features import Workflow
 from pipeline.features.spec_ops import op_from_spec
@@ -216,7 +217,8 @@ def main() -> None:
         "popularity": {"n": args.popularity_n},
         "cooccurrence": {"n": args.cooccurrence_n, "recent_items": 20, "neighbors": 50}})
     try:
-        with (LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
+        with (worker_malloc_settings(),  # as the nightly run's cluster (pipeline.cluster)
+              LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
                            dashboard_address=None) as cluster, Client(cluster) as client):
             clock = time.perf_counter()
             events, items = synthetic(args.users, args.items, args.seed)

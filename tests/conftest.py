@@ -25,7 +25,10 @@ def dask_client() -> Iterator[object]:
     """A two-process LocalCluster, shared by every test that needs Dask (start-up costs seconds)."""
     from distributed import Client, LocalCluster
 
+    from pipeline.cluster import worker_malloc_settings
+
     with (
+        worker_malloc_settings(),  # as the nightly run's cluster
         LocalCluster(
             n_workers=2,
             threads_per_worker=1,

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
 
-from pipeline.cluster import dask_client, local_worker_count
+from pipeline.cluster import (
+    WORKER_MALLOC_ENV,
+    dask_client,
+    local_worker_count,
+    worker_malloc_settings,
+)
 from pipeline.config import ClusterSpec
 from pipeline.errors import RecpipeError
 from tests.helpers import free_port
@@ -35,6 +41,23 @@ def test_unreachable_scheduler_is_a_clear_error() -> None:
 def test_local_cluster_defaults_to_one_worker_per_core() -> None:
     with dask_client(ClusterSpec(n_workers=None)) as client:
         assert len(client.scheduler_info()["workers"]) == local_worker_count()
+        # and its workers start with malloc settings that keep partition arrays off mmap
+        environ = client.run(lambda: {k: os.environ.get(k) for k in WORKER_MALLOC_ENV})
+        assert all(
+            env == {k: str(v) for k, v in WORKER_MALLOC_ENV.items()} for env in environ.values()
+        ), environ
+
+
+def test_malloc_settings_from_the_environment_win(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dask
+
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "4096")
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    with worker_malloc_settings():
+        environ = dask.config.get("distributed.nanny.pre-spawn-environ")
+    assert str(environ["MALLOC_TRIM_THRESHOLD_"]) == "4096"
+    assert str(environ["MALLOC_MMAP_THRESHOLD_"]) == str(32 * 2**20)
+    assert str(environ["OMP_NUM_THREADS"]) == "1"  # Dask's own settings stay
 
 
 def test_slurm_job_script_carries_the_workflow_settings() -> None:
@@ -51,6 +74,7 @@ def test_slurm_job_script_carries_the_workflow_settings() -> None:
                       "#SBATCH --constraint=a100", "#SBATCH -J recpipe-worker"):
         assert directive in lines, (directive, script)
     assert any(line.startswith("#SBATCH --mem=") for line in lines)
+    assert "export MALLOC_MMAP_THRESHOLD_=33554432" in lines
     command = lines[-1]
     assert " -m dask cuda worker tcp://" in command and "--rmm-pool-size 20GB" in command
 
