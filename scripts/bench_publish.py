@@ -80,9 +80,11 @@ def raw_mset(url: str, args: argparse.Namespace, prefix: str, chunk: int = 1000)
             for lo in range(0, len(pairs), chunk):
                 client.mset(dict(pairs[lo : lo + chunk]))
             spent += time.perf_counter() - started
-        # Delete them again so the publish writes into the same, empty key space.
+        # Delete them again so the publish writes into the same, empty key space. DEL, not
+        # UNLINK: UNLINK frees in a server thread that would still be running (and taking a
+        # core) while the publish is timed.
         for key_chunk in _chunks(client.scan_iter(match=f"{prefix}*", count=10_000), 5000):
-            client.unlink(*key_chunk)
+            client.delete(*key_chunk)
     finally:
         client.close()
     return spent
