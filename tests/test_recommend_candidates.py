@@ -61,12 +61,14 @@ def test_key_merge_equals_the_pandas_merge(top: list[int], cooc: list, repeat: l
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 4), st.floats(-2, 2, allow_nan=False),
-                          st.integers(0, 9)), max_size=50))
-def test_stable_pass_lexsort_equals_numpy(rows: list[tuple[int, float, int]]) -> None:
-    from pipeline.recommend.sorting import lexsort
+@given(pairs, pairs)
+def test_pair_counts_equal_a_groupby_join(history: list, probe: list) -> None:
+    from pipeline.recommend.filters import pair_counts
 
-    users, scores, items = (np.array(c) for c in zip(*rows, strict=True)) if rows else (
-        np.zeros(0, dtype=np.int64),) * 3
-    keys = (items, -scores, users)
-    assert lexsort(keys).tolist() == np.lexsort(keys).tolist()
+    seen, rows = _history(history), _history(probe)
+    expected = rows.join(seen.groupby(["user_id", "item_id"]).size().rename("n"),
+                         on=["user_id", "item_id"])["n"].fillna(0).astype("int64").tolist()
+    users, items = rows["user_id"].to_numpy(), rows["item_id"].to_numpy()
+    assert pair_counts(users, items, seen).tolist() == expected  # int keys
+    as_text = seen.astype({"user_id": "str"})
+    assert pair_counts(users.astype(str), items, as_text).tolist() == expected  # the join path

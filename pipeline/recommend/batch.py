@@ -24,8 +24,10 @@ from distributed import get_client
 from pipeline.config import CandidatesSpec
 from pipeline.io import ITEM, TIME, USER
 from pipeline.recommend.candidates import (
+    NeighbourGraph,
     cooccurrence_candidates,
     merge_candidates,
+    neighbour_graph,
     popularity_candidates,
     repeat_candidates,
 )
@@ -64,6 +66,12 @@ class NightContext:
     seen_window_days: float | None = None
     rules: FilterRules | None = None  # business rules: the nightly lists only
     reorder: ReorderPlan | None = None
+
+    @functools.cached_property
+    def neighbour_graph(self) -> NeighbourGraph | None:
+        """The neighbours as a sparse matrix, built on first use in each process (a worker
+        keeps its scattered context, so once per worker, not once per partition)."""
+        return neighbour_graph(self.neighbours) if self.neighbours is not None else None
 
 
 Stats = dict[str, float]
@@ -156,7 +164,8 @@ def retrieve(users: np.ndarray, history: pd.DataFrame, ctx: NightContext,
                             "cooc_score": np.float32(), "cooc_rank": np.int64()})
     if rank and ctx.neighbours is not None and spec.cooccurrence is not None:
         by_cooc = cooccurrence_candidates(history, ctx.neighbours,
-                                          spec.cooccurrence.recent_items, spec.cooccurrence.n)
+                                          spec.cooccurrence.recent_items, spec.cooccurrence.n,
+                                          ctx.neighbour_graph)
     by_repeat = None
     if rank and spec.repeat is not None:
         by_repeat = repeat_candidates(history, spec.repeat.n)

@@ -3,6 +3,8 @@ each row keeping which generator(s) proposed it. Runs on one partition of users 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -29,34 +31,55 @@ def popularity_candidates(users: np.ndarray, popular: pd.DataFrame, n: int) -> p
     )
 
 
+@dataclass(frozen=True)
+class NeighbourGraph:
+    """The co-occurrence neighbours as a sparse (item x item) matrix of cosines over ``vocab``
+    (sorted item ids, so column order is item id order: the tie-break). The same for every
+    partition of a night: built once per worker (``NightContext.neighbour_graph``)."""
+
+    vocab: pd.Index
+    matrix: sp.csr_matrix
+
+
+def neighbour_graph(neighbours: pd.DataFrame) -> NeighbourGraph | None:
+    """The sparse graph of ``neighbours``; None when the ids cannot index it (text or mixed)."""
+    vocab = pd.Index(np.unique(np.r_[neighbours[ITEM].to_numpy(),
+                                     neighbours["neighbor_id"].to_numpy()]))
+    if not vocab.is_unique or vocab.dtype == object:
+        return None
+    matrix = sp.csr_matrix((neighbours["cooc_score"].to_numpy(dtype=np.float64),
+                            (vocab.get_indexer(neighbours[ITEM].to_numpy()),
+                             vocab.get_indexer(neighbours["neighbor_id"].to_numpy()))),
+                           shape=(len(vocab), len(vocab)))
+    matrix.sum_duplicates()  # canonical once, here, rather than in every product
+    return NeighbourGraph(vocab, matrix)
+
+
 def cooccurrence_candidates(
-    history: pd.DataFrame, neighbours: pd.DataFrame, recent_items: int, n: int
+    history: pd.DataFrame, neighbours: pd.DataFrame, recent_items: int, n: int,
+    graph: NeighbourGraph | None = None,
 ) -> pd.DataFrame:
     """Items that co-occur with the user's latest ``recent_items``, scored by summed cosine:
     ``(user_id, item_id, cooc_score, cooc_rank)``, at most ``n`` per user.
 
     A sparse product (users x seed items) @ (items x neighbours) sums the cosines in C, then one
     stable sort per partition keeps each user's best ``n`` (ties: lower item id first).
+    ``graph`` is ``neighbour_graph(neighbours)``, passed in when already built.
     """
     latest = history.sort_values([USER, TIME], ascending=[True, False], kind="stable")
     latest = latest.drop_duplicates([USER, ITEM]).groupby(USER, sort=False).head(recent_items)
     if len(latest) == 0 or len(neighbours) == 0:
         return _empty_cooccurrence(history)
-    # Sorted, so column order is item id order (the tie-break).
-    vocab = pd.Index(np.unique(np.r_[neighbours[ITEM].to_numpy(),
-                                     neighbours["neighbor_id"].to_numpy()]))
-    if not vocab.is_unique or vocab.dtype == object:
+    graph = graph if graph is not None else neighbour_graph(neighbours)
+    if graph is None:
         return _cooccurrence_by_merge(latest, neighbours, n)
+    vocab = graph.vocab
     seed = vocab.get_indexer(latest[ITEM].to_numpy())
     known = seed >= 0
     users, user_codes = np.unique(latest[USER].to_numpy()[known], return_inverse=True)
     seeds = sp.csr_matrix((np.ones(int(known.sum())), (user_codes, seed[known])),
                           shape=(len(users), len(vocab)))
-    graph = sp.csr_matrix((neighbours["cooc_score"].to_numpy(dtype=np.float64),
-                           (vocab.get_indexer(neighbours[ITEM].to_numpy()),
-                            vocab.get_indexer(neighbours["neighbor_id"].to_numpy()))),
-                          shape=(len(vocab), len(vocab)))
-    scores = (seeds @ graph).tocsr()
+    scores = (seeds @ graph.matrix).tocsr()
     scores.sum_duplicates()
     scores.sort_indices()
     row = np.repeat(np.arange(len(users)), np.diff(scores.indptr))
@@ -136,7 +159,7 @@ def merge_candidates(by_popularity: pd.DataFrame, by_cooccurrence: pd.DataFrame,
     merged["pop_rank"] = merged["pop_rank"].fillna(NO_RANK).astype("int64")
     merged["cooc_rank"] = merged["cooc_rank"].fillna(NO_RANK).astype("int64")
     merged["cooc_score"] = merged["cooc_score"].fillna(0.0).astype("float32")
-    merged["source"] = pd.array(source_names(proposed), dtype="str")
+    merged["source"] = source_column(proposed)
     return merged
 
 
@@ -168,15 +191,17 @@ def _merge_by_keys(by_popularity: pd.DataFrame, by_cooccurrence: pd.DataFrame,
         USER: users.astype(by_popularity[USER].dtype), ITEM: items.astype(
             by_popularity[ITEM].dtype),
         "pop_rank": pop_rank, "cooc_score": cooc_score, "cooc_rank": cooc_rank,
-        "source": pd.array(source_names(proposed), dtype="str")})
+        "source": source_column(proposed)})
 
 
-def source_names(proposed: list[tuple[str, np.ndarray]]) -> np.ndarray:
-    """Per row, the names of the generators whose flag is set, joined by ``+`` (vectorised over
-    the 2^g flag combinations rather than the rows)."""
-    code = np.zeros(len(proposed[0][1]), dtype=np.int64)
+def source_column(proposed: list[tuple[str, np.ndarray]]) -> pd.Categorical:
+    """Per row, the names of the generators whose flag is set, joined by ``+``: a categorical
+    over the 2^g flag combinations, so a million candidate rows carry one small code each (the
+    listed rows become plain strings in ``topk``)."""
+    code = np.zeros(len(proposed[0][1]), dtype=np.int8)
     for bit, (_, flags) in enumerate(proposed):
-        code |= flags.astype(np.int64) << bit
-    names = np.array(["+".join(n for b, (n, _) in enumerate(proposed) if c >> b & 1)
-                      for c in range(2 ** len(proposed))], dtype=object)
-    return names[code]
+        code |= flags.astype(np.int8) << bit
+    names = ["+".join(n for b, (n, _) in enumerate(proposed) if c >> b & 1)
+             for c in range(2 ** len(proposed))]
+    names[0] = "none"  # no generator: never a candidate row, but categories must be unique
+    return pd.Categorical.from_codes(code, categories=names)

@@ -45,6 +45,25 @@ def pairs_isin(users: np.ndarray, items: np.ndarray, pairs: pd.DataFrame) -> np.
     return flagged["_hit"].notna().to_numpy()
 
 
+def pair_counts(users: np.ndarray, items: np.ndarray, pairs: pd.DataFrame) -> np.ndarray:
+    """For each (users[i], items[i]): how many rows of ``pairs`` hold it (int64).
+
+    Integer ids: counts of the sorted int64 keys, looked up with ``searchsorted``; other id
+    types: a groupby and a join on the two columns.
+    """
+    if len(users) == 0 or len(pairs) == 0:
+        return np.zeros(len(users), dtype=np.int64)
+    left = pair_keys(users, items)
+    right = pair_keys(pairs[USER].to_numpy(), pairs[ITEM].to_numpy())
+    if left is not None and right is not None:
+        keys, counts = np.unique(right, return_counts=True)
+        at = np.minimum(np.searchsorted(keys, left), len(keys) - 1)
+        return np.where(keys[at] == left, counts[at], 0).astype(np.int64)
+    sizes = pairs.groupby([USER, ITEM]).size().rename("_n")
+    probe = pd.DataFrame({USER: users, ITEM: items}).join(sizes, on=[USER, ITEM])
+    return probe["_n"].fillna(0).to_numpy(dtype=np.int64)
+
+
 def seen_pairs(history: pd.DataFrame, cutoff: int, window_days: float | None) -> pd.DataFrame:
     """The (user, item) pairs the seen rule excludes: all of history, or its last N days."""
     if window_days is not None:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.io import ITEM, TIME, USER
+from pipeline.recommend.filters import pair_counts
 from pipeline.recommend.popularity import DAY
 
 SIGNAL_FEATURES = [
@@ -47,10 +48,8 @@ def add_signals(
     rows["pop_3day_log"] = np.log1p(rows["pop_3day"].fillna(0).to_numpy(dtype=np.float64))
     # Repeat consumption: how often the user already took this item (0 when seen items are
     # filtered out, as on MovieLens; the strongest signal where people come back).
-    repeats = history.groupby([USER, ITEM]).size().rename("_repeats")
-    rows = rows.join(repeats, on=[USER, ITEM])
-    rows["user_item_repeat_log"] = np.log1p(rows.pop("_repeats").fillna(0)
-                                            .to_numpy(dtype=np.float64))
+    repeats = pair_counts(rows[USER].to_numpy(), rows[ITEM].to_numpy(), history)
+    rows["user_item_repeat_log"] = np.log1p(repeats.astype(np.float64))
     rows["user_events_log"] = np.log1p(events)
     rows["user_days_since_last"] = (cutoff - last) / DAY
     # Share of this item's all-time audience the user's activity level represents: a cheap

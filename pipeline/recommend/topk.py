@@ -24,14 +24,19 @@ def top_k(scored: pd.DataFrame, k: int, key: str = "score") -> pd.DataFrame:
     users = scored[USER].to_numpy()[order]
     rank = rank_within(users)
     best = scored.iloc[order[rank <= k]].assign(rank=rank[rank <= k])
-    return best[LIST_COLUMNS].reset_index(drop=True)
+    return _listed(best)
 
 
 def first_k(ordered: pd.DataFrame, k: int) -> pd.DataFrame:
     """The first ``k`` rows per user of rows already sorted best first, with ``rank``."""
     rank = rank_within(ordered[USER].to_numpy())
     best = ordered.loc[rank <= k].assign(rank=rank[rank <= k])
-    return best[LIST_COLUMNS].reset_index(drop=True)
+    return _listed(best)
+
+
+def _listed(best: pd.DataFrame) -> pd.DataFrame:
+    """The list columns, ``source`` as plain strings (candidates carry it as a categorical)."""
+    return best[LIST_COLUMNS].astype({"source": "str"}).reset_index(drop=True)
 
 
 def best_first(frame: pd.DataFrame, key: str = "score") -> np.ndarray:
