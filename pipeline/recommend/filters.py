@@ -30,19 +30,10 @@ def split_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def pairs_isin(users: np.ndarray, items: np.ndarray, pairs: pd.DataFrame) -> np.ndarray:
     """For each (users[i], items[i]): is it a row of ``pairs`` (columns user_id, item_id)?
 
-    Integer ids become one int64 key per pair and a sorted ``np.isin`` (several times faster
-    than a merge on two columns); other id types fall back to a merge.
+    Integer ids become one int64 key per pair, looked up in the sorted keys of ``pairs``
+    (several times faster than a merge on two columns); other id types fall back to a join.
     """
-    if len(users) == 0 or len(pairs) == 0:
-        return np.zeros(len(users), dtype=bool)
-    p_users, p_items = pairs[USER].to_numpy(), pairs[ITEM].to_numpy()
-    left, right = pair_keys(users, items), pair_keys(p_users, p_items)
-    if left is not None and right is not None:
-        return np.isin(left, right)
-    probe = pd.DataFrame({USER: users, ITEM: items})
-    hits = pairs[[USER, ITEM]].drop_duplicates().assign(_hit=True)
-    flagged = probe.merge(hits, on=[USER, ITEM], how="left")
-    return flagged["_hit"].notna().to_numpy()
+    return pair_counts(users, items, pairs) > 0
 
 
 def pair_counts(users: np.ndarray, items: np.ndarray, pairs: pd.DataFrame) -> np.ndarray:
