@@ -79,14 +79,14 @@ def cooccurrence_candidates(
     users, user_codes = np.unique(latest[USER].to_numpy()[known], return_inverse=True)
     seeds = sp.csr_matrix((np.ones(int(known.sum())), (user_codes, seed[known])),
                           shape=(len(users), len(vocab)))
+    # A sparse product holds each (user, item) once, in no particular column order: rather than
+    # sorting every row's columns, the few kept per user are sorted with the item as tie-break.
     scores = (seeds @ graph.matrix).tocsr()
-    scores.sum_duplicates()
-    scores.sort_indices()
     row = np.repeat(np.arange(len(users)), np.diff(scores.indptr))
     col, data = scores.indices, scores.data
     kept = data >= _nth_largest(scores, n)[row]  # the best n, and any ties with the n-th
     row, col, data = row[kept], col[kept], data[kept]
-    order = lexsort((-data, row))  # stable: equal scores keep item id order
+    order = lexsort((col, -data, row))  # equal scores: lower item id (column) first
     row, col, data = row[order], col[order], data[order]
     starts = np.r_[0, np.cumsum(np.bincount(row, minlength=len(users)))[:-1]]
     rank = np.arange(len(row)) - starts[row] + 1
