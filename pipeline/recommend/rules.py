@@ -18,7 +18,7 @@ from pipeline.config import FilterSpec, ItemCondition
 from pipeline.errors import ConfigError, DataError
 from pipeline.io import ITEM, USER
 from pipeline.recommend.filters import pairs_isin
-from pipeline.recommend.sorting import rank_within
+from pipeline.recommend.sorting import lexsort, rank_within
 
 RULE_SEEN = "seen"
 RULE_UNAVAILABLE = "unavailable"
@@ -105,13 +105,13 @@ def fallback_items(popular: pd.DataFrame, rules: FilterRules | None, k: int) -> 
 
 def within_cap(users: np.ndarray, codes: np.ndarray, m: int) -> np.ndarray:
     """True where the row is among the first ``m`` of its (user, code) group in row order;
-    rows with ``NO_CATEGORY`` are always kept. One stable argsort of an int64 (user, code) key
-    instead of a two-column groupby."""
+    rows with ``NO_CATEGORY`` are always kept. One stable sort by (user, code) instead of a
+    two-column groupby (per user's run when users are grouped, see ``sorting.lexsort``)."""
     if len(users) == 0:
         return np.ones(0, dtype=bool)
     user_codes, _ = pd.factorize(users)
     key = user_codes.astype(np.int64) * (int(codes.max()) + 2) + (codes + 1)
-    order = np.argsort(key, kind="stable")
+    order = lexsort((codes, user_codes))  # the stable argsort of key
     position = np.empty(len(key), dtype=np.int64)
     position[order] = rank_within(key[order])
     return (position <= m) | (codes == NO_CATEGORY)
