@@ -215,8 +215,9 @@ def test_user_split_across_partitions_is_refused(
     assert current_version(redis_url, ns) is None
 
 
+@pytest.mark.parametrize("chunk", [2_000, 700, 500])  # one chunk; chunks in flight, unaligned
 def test_partition_rewrite_and_partly_written_groups_are_classified(
-    redis_url: str, r: redis.Redis, ns: str
+    redis_url: str, r: redis.Redis, ns: str, chunk: int
 ) -> None:
     """A retried task finds its own values (rewritten); a group with one old key still lands."""
     from pipeline.publish.partition import MSETNX_KEYS, write_partition
@@ -230,17 +231,17 @@ def test_partition_rewrite_and_partly_written_groups_are_classified(
             "score": np.linspace(1.0, 0.5, 2 * n),
         }
     )
-    prefix = f"recpipe:{{{ns}}}:test:"
-    first = write_partition(part, redis_url, prefix, index=0)
+    prefix = f"recpipe:{{{ns}}}:test{chunk}:"
+    first = write_partition(part, redis_url, prefix, index=0, chunk=chunk)
     assert (first["created"], first["rewritten"], first["conflicts"]) == (n, 0, 0)
-    again = write_partition(part, redis_url, prefix, index=0)
+    again = write_partition(part, redis_url, prefix, index=0, chunk=chunk)
     assert (again["created"], again["rewritten"], again["conflicts"]) == (0, n, 0)
 
     # Drop all but one key of the second MSETNX group: that group is refused as a whole and
     # rewritten key by key, so the missing users come back and the one left counts as rewritten.
     r.unlink(*[f"{prefix}{u}" for u in range(MSETNX_KEYS + 1, 2 * MSETNX_KEYS)])
     r.set(f"{prefix}{3}", b"other")  # and one user whose stored list differs: a conflict
-    mixed = write_partition(part, redis_url, prefix, index=0)
+    mixed = write_partition(part, redis_url, prefix, index=0, chunk=chunk)
     assert mixed["created"] == MSETNX_KEYS - 1
     assert mixed["conflicts"] == 1 and mixed["conflict_users"] == ["3"]
     assert mixed["rewritten"] == n - MSETNX_KEYS

@@ -30,7 +30,7 @@ from pipeline.errors import DataError
 from pipeline.publish import wire
 from pipeline.publish.connect import redis_connection, unavailable
 from pipeline.publish.lock import PublishError
-from pipeline.publish.values import EncodedLists, encode_partition
+from pipeline.publish.values import GroupedLists, encode_users, group_partition
 
 COLUMNS = ("user_id", "rank", "item_id", "score")
 MSETNX_KEYS = 500  # users per MSETNX: large enough to amortise the command, small to retry
@@ -89,13 +89,16 @@ def _write_chunk(
     return replies
 
 
-def _write_new(client: redis.Redis, keys: pa.StringArray, values: pa.StringArray) -> list[int]:
-    """Write with ``MSETNX`` in groups of ``MSETNX_KEYS``; return the starts of groups refused.
-
-    A refused group (reply 0) wrote nothing, because one of its keys already existed.
-    """
+def _send_new(client: redis.Redis, keys: pa.StringArray, values: pa.StringArray) -> wire.Pending:
+    """Send ``MSETNX`` in groups of ``MSETNX_KEYS``; the replies are read by ``_refused``."""
     parts = wire.msetnx_commands(keys, values, MSETNX_KEYS)
-    replies = wire.Pending(client, parts, len(parts) // 2).replies()
+    return wire.Pending(client, parts, len(parts) // 2)
+
+
+def _refused(pending: wire.Pending) -> list[int]:
+    """Starts of the ``MSETNX`` groups refused (reply 0: one of the keys already existed, so
+    the group wrote nothing)."""
+    replies = pending.replies()
     errors = [r for r in replies if isinstance(r, redis.ResponseError)]
     if errors:
         raise PublishError(f"Redis refused {len(errors)} MSETNX write(s): {errors[0]}")
@@ -124,11 +127,16 @@ def write_partition(
     *,
     index: int,
     ttl_seconds: int | None = None,
-    chunk: int = 10_000,
+    chunk: int = 2_000,
     sample_size: int = 100,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Write every user of ``part`` under ``prefix``; return counts and a read-back sample."""
+    """Write every user of ``part`` under ``prefix``; return counts and a read-back sample.
+
+    Users are encoded ``chunk`` at a time, and a chunk's ``MSETNX`` replies are read only after
+    the next chunk is encoded and sent, so the server writes one chunk while this worker encodes
+    the next.
+    """
     started = time.perf_counter()
     result: dict[str, Any] = {
         "index": index, "rows": len(part), "users": 0, "created": 0, "rewritten": 0,
@@ -137,31 +145,46 @@ def write_partition(
     if len(part) == 0:
         return result
     _check_values(part, index)
-    encoded: EncodedLists = encode_partition(part)
-    keys = pc.binary_join_element_wise(prefix, encoded.users, "")
-    n = len(encoded)
+    grouped: GroupedLists = group_partition(part)
+    keys = pc.binary_join_element_wise(prefix, grouped.users, "")
+    n = len(grouped)
+    picked = np.random.default_rng([seed, index]).choice(
+        n, size=min(n, sample_size), replace=False
+    )
+    sample: dict[int, tuple[str, str]] = {}
+
+    def rewrite(lo: int, values: pa.StringArray, starts: list[int], width: int) -> None:
+        """``SET ... GET`` the users ``lo + a`` to ``lo + b`` for each start ``a``."""
+        for a in starts:
+            b = min(a + width, len(values))
+            _classify(
+                result,
+                _write_chunk(router, keys[lo + a : lo + b], values[a:b], ttl_seconds, index),
+                values[a:b],
+                grouped.users[lo + a : lo + b],
+            )
 
     client = redis_connection(redis_url, timeout=30)
     try:
         router = wire.Router(client)
         bulk = not router.cluster and ttl_seconds is None
+        in_flight: tuple[int, pa.StringArray, wire.Pending] | None = None
         for lo in range(0, n, chunk):
             hi = min(lo + chunk, n)
-            chunk_keys, chunk_values = keys[lo:hi], encoded.values[lo:hi]
-            starts = [0]
-            if bulk:  # MSETNX first; only groups that met an existing key go the SET GET way
-                starts = _write_new(client, chunk_keys, chunk_values)
-                result["created"] += (hi - lo) - sum(
-                    min(a + MSETNX_KEYS, hi - lo) - a for a in starts
-                )
-            for a in starts:
-                b = hi - lo if not bulk else min(a + MSETNX_KEYS, hi - lo)
-                _classify(
-                    result,
-                    _write_chunk(router, chunk_keys[a:b], chunk_values[a:b], ttl_seconds, index),
-                    chunk_values[a:b],
-                    encoded.users[lo + a : lo + b],
-                )
+            values = encode_users(grouped, lo, hi)
+            mine = picked[(picked >= lo) & (picked < hi)]
+            for i, value in zip(mine.tolist(), values.take(pa.array(mine - lo)).to_pylist(),
+                                strict=True):
+                sample[i] = (keys[i].as_py(), digest(value.encode()))
+            if not bulk:  # every key the SET GET way, chunk by chunk
+                rewrite(lo, values, [0], hi - lo)
+                continue
+            sent = (lo, values, _send_new(client, keys[lo:hi], values))
+            if in_flight is not None:
+                _settle(result, in_flight, rewrite)
+            in_flight = sent
+        if in_flight is not None:
+            _settle(result, in_flight, rewrite)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise unavailable(redis_url, exc) from exc
     except redis.RedisError as exc:  # e.g. OOM: maxmemory reached
@@ -169,13 +192,19 @@ def write_partition(
     finally:
         client.close()
 
-    rng = np.random.default_rng([seed, index])
-    picked = pa.array(rng.choice(n, size=min(n, sample_size), replace=False))
-    result["sample"] = [
-        (key, digest(value.encode()))
-        for key, value in zip(
-            keys.take(picked).to_pylist(), encoded.values.take(picked).to_pylist(), strict=True
-        )
-    ]
-    result.update(users=n, k=encoded.k, seconds=time.perf_counter() - started)
+    result["sample"] = [sample[i] for i in picked.tolist()]
+    result.update(users=n, k=grouped.k, seconds=time.perf_counter() - started)
     return result
+
+
+def _settle(
+    result: dict[str, Any], in_flight: tuple[int, pa.StringArray, wire.Pending], rewrite: Any
+) -> None:
+    """Read a chunk's ``MSETNX`` replies: count what was created, send refused groups the
+    ``SET ... GET`` way (``rewrite``)."""
+    lo, values, pending = in_flight
+    starts = _refused(pending)
+    result["created"] += len(values) - sum(
+        min(a + MSETNX_KEYS, len(values)) - a for a in starts
+    )
+    rewrite(lo, values, starts, MSETNX_KEYS)

@@ -43,6 +43,21 @@ class EncodedLists:
         return len(self.users)
 
 
+@dataclass(frozen=True)
+class GroupedLists:
+    """One partition grouped by user, ready to encode a slice of users at a time: user ``i``'s
+    rows are ``items[offsets[i]:offsets[i + 1]]`` (and ``scores``), in rank order."""
+
+    users: pa.StringArray
+    offsets: np.ndarray
+    items: pa.Array  # int or string ids, checked once for the whole partition
+    scores: np.ndarray  # rounded
+    k: int
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+
 def _as_string(array: pa.Array) -> pa.StringArray:
     return array.cast(pa.string()) if array.type != pa.string() else array
 
@@ -63,7 +78,7 @@ def _id_array(values: Any, column: str) -> pa.Array:
 
 def _json_ids(values: Any, column: str) -> pa.StringArray:
     """Ids as JSON literals: integers as they are, strings quoted (escaped where needed)."""
-    array = _id_array(values, column)
+    array = values if isinstance(values, pa.Array) else _id_array(values, column)
     text = _as_string(array)
     if pa.types.is_integer(array.type):
         return text
@@ -100,8 +115,8 @@ def _rank_order(codes: np.ndarray, rank: np.ndarray) -> np.ndarray | None:
     return None if grouped else np.lexsort((rank, codes))
 
 
-def encode_partition(part: pd.DataFrame) -> EncodedLists:
-    """Group ``part`` (columns user_id, rank, item_id, score) by user, in rank order, and encode.
+def group_partition(part: pd.DataFrame) -> GroupedLists:
+    """Group ``part`` (columns user_id, rank, item_id, score) by user, in rank order.
 
     Users come out in order of first appearance; each user's rows are sorted by rank (stable).
     """
@@ -114,11 +129,18 @@ def encode_partition(part: pd.DataFrame) -> EncodedLists:
     scores = part["score"].to_numpy(dtype=np.float64)
     if order is not None:
         items, scores = items[order], scores[order]
-    scores = round_significant(scores)
+    users = _as_string(_id_array(np.asarray(uniques), "user_id"))
+    return GroupedLists(users=users, offsets=offsets, items=_id_array(items, "item_id"),
+                        scores=round_significant(scores), k=int(counts.max(initial=0)))
 
-    item_text = _json_ids(items, "item_id")
-    score_text = _json_scores(scores)
-    list_offsets = pa.array(offsets, pa.int32() if len(codes) < 2**31 else pa.int64())
+
+def encode_users(grouped: GroupedLists, lo: int, hi: int) -> pa.StringArray:
+    """The JSON values of users ``lo`` to ``hi - 1`` of ``grouped``."""
+    first, last = int(grouped.offsets[lo]), int(grouped.offsets[hi])
+    item_text = _json_ids(grouped.items[first:last], "item_id")
+    score_text = _json_scores(grouped.scores[first:last])
+    offsets = grouped.offsets[lo : hi + 1] - first
+    list_offsets = pa.array(offsets, pa.int32() if last - first < 2**31 else pa.int64())
     lists = pa.ListArray if list_offsets.type == pa.int32() else pa.LargeListArray
     values = pc.binary_join_element_wise(
         '{"items":[',
@@ -128,5 +150,10 @@ def encode_partition(part: pd.DataFrame) -> EncodedLists:
         "]}",
         "",
     )
-    users = _as_string(_id_array(np.asarray(uniques), "user_id"))
-    return EncodedLists(users=users, values=_as_string(values), k=int(counts.max(initial=0)))
+    return _as_string(values)
+
+
+def encode_partition(part: pd.DataFrame) -> EncodedLists:
+    """Group ``part`` by user (``group_partition``) and encode every user's value."""
+    grouped = group_partition(part)
+    return EncodedLists(grouped.users, encode_users(grouped, 0, len(grouped)), grouped.k)
