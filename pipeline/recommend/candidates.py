@@ -55,22 +55,27 @@ def neighbour_graph(neighbours: pd.DataFrame) -> NeighbourGraph | None:
     return NeighbourGraph(vocab, matrix)
 
 
+_BUILD = "build"  # ``graph`` default: build it here from ``neighbours``
+
+
 def cooccurrence_candidates(
     history: pd.DataFrame, neighbours: pd.DataFrame, recent_items: int, n: int,
-    graph: NeighbourGraph | None = None,
+    graph: NeighbourGraph | None | str = _BUILD,
 ) -> pd.DataFrame:
     """Items that co-occur with the user's latest ``recent_items``, scored by summed cosine:
     ``(user_id, item_id, cooc_score, cooc_rank)``, at most ``n`` per user.
 
     A sparse product (users x seed items) @ (items x neighbours) sums the cosines in C, then one
     stable sort per partition keeps each user's best ``n`` (ties: lower item id first).
-    ``graph`` is ``neighbour_graph(neighbours)``, passed in when already built.
+    ``graph`` is ``neighbour_graph(neighbours)`` when already built (None: the ids cannot index
+    a sparse graph, so the pandas merge path runs without trying again).
     """
     latest = history.sort_values([USER, TIME], ascending=[True, False], kind="stable")
     latest = latest.drop_duplicates([USER, ITEM]).groupby(USER, sort=False).head(recent_items)
     if len(latest) == 0 or len(neighbours) == 0:
         return _empty_cooccurrence(history)
-    graph = graph if graph is not None else neighbour_graph(neighbours)
+    if isinstance(graph, str):
+        graph = neighbour_graph(neighbours)
     if graph is None:
         return _cooccurrence_by_merge(latest, neighbours, n)
     vocab = graph.vocab
