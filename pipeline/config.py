@@ -214,10 +214,28 @@ class RepeatSpec(_Strict):
     n: int = Field(50, ge=1)
 
 
+class EmbeddingSpec(_Strict):
+    """Each user's ``n`` best items by the night's retrieval model (BPR matrix factorisation,
+    trained on the history before each cutoff). ``search``: ``exact`` blocked matrix products
+    (torch, CPU or GPU), ``faiss`` an approximate HNSW index (sub-linear in the catalogue; needs
+    the faiss package), ``auto`` faiss from ``faiss_min_items`` items when it is installed."""
+
+    n: int = Field(100, ge=1)
+    dim: int = Field(32, ge=1, le=1024)
+    epochs: int = Field(20, ge=1)
+    learning_rate: float = Field(0.02, gt=0)
+    reg: float = Field(1e-5, ge=0)
+    batch_size: int = Field(8192, ge=1)
+    seed: int = 0
+    search: Literal["auto", "exact", "faiss"] = "auto"
+    faiss_min_items: int = Field(200_000, ge=1)
+
+
 class CandidatesSpec(_Strict):
     popularity: PopularitySpec = PopularitySpec()
     cooccurrence: CooccurrenceSpec | None = CooccurrenceSpec()
     repeat: RepeatSpec | None = None
+    embedding: EmbeddingSpec | None = None
 
 
 class ItemCondition(_Strict):

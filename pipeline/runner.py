@@ -43,6 +43,7 @@ from pipeline.recommend.cooccurrence import fit_cooccurrence
 from pipeline.recommend.popularity import DAY, fit_popularity
 from pipeline.recommend.rank_features import SIGNAL_FEATURES
 from pipeline.recommend.rules import fallback_items
+from pipeline.train.retrieval import fit_retrieval
 from pipeline.train.tuning import tune_xgboost
 from pipeline.train.xgb import train_xgboost
 
@@ -74,6 +75,11 @@ class RunPaths:
     @property
     def fallback(self) -> Path:
         return self.root / "fallback.parquet"
+
+    def retrieval(self, cutoff: int) -> Path:
+        """The retrieval model trained on the history before ``cutoff`` (one per label window,
+        the holdout and the night's lists)."""
+        return self.root / "retrieval" / f"cutoff-{cutoff}"
 
 
 class NightlyRun:
@@ -187,12 +193,18 @@ class NightlyRun:
         if cand.cooccurrence is not None and len(popular):
             neighbours = fit_cooccurrence(events, cutoff, pd.Index(popular[ITEM]),
                                           cand.cooccurrence.neighbors)
+        embedding_dir = None
+        if cand.embedding is not None:
+            params = cand.embedding.model_dump(include={"dim", "epochs", "learning_rate", "reg",
+                                                        "batch_size", "seed"})
+            embedding_dir = str(fit_retrieval(events, cutoff, params,
+                                              self.paths.retrieval(cutoff), TIME))
         users, items = self._side_tables()
         return NightContext(
             cutoff=cutoff, popular=popular, neighbours=neighbours, users=users, items=items,
             workflow_dir=str(self.paths.workflow), candidates=cand,
             exclude_seen=self.spec.filter.exclude_seen, k=self.spec.recommend.k,
-            seen_window_days=self.spec.filter.seen_window_days,
+            seen_window_days=self.spec.filter.seen_window_days, embedding_dir=embedding_dir,
         )
 
     def _serving_context(self, ctx: NightContext) -> NightContext:
@@ -321,7 +333,8 @@ class NightlyRun:
     def train(self) -> dict[str, Any]:
         """Stack one block of labelled candidate rows per label window, then train."""
         split = self._split()
-        features = ranker_feature_columns(load_feature_workflow(self.paths.workflow))
+        features = ranker_feature_columns(load_feature_workflow(self.paths.workflow),
+                                          self.spec.candidates)
         ends = [split["holdout_start"], *split["label_starts"][:-1]]
         blocks = [
             map_user_partitions(self._events(), training_partition, self._context(start), end,
@@ -351,7 +364,8 @@ class NightlyRun:
         from pipeline.train.evaluate import NightData, evaluate_night
 
         split = self._split()
-        features = ranker_feature_columns(load_feature_workflow(self.paths.workflow))
+        features = ranker_feature_columns(load_feature_workflow(self.paths.workflow),
+                                          self.spec.candidates)
 
         def training_rows() -> dd.DataFrame:  # the rows the train stage wrote
             return dd.read_parquet(self.paths.root / "train_rows")

@@ -4,9 +4,9 @@ data, on a 2-worker Dask LocalCluster, beside a naive per-user pandas loop in th
 1. writes a synthetic log (``--users`` users, ``--items`` items in taste clusters, ~20 events
    per user) as user-partitioned Parquet, an item table (genre, price) and block / availability
    tables;
-2. fits the night's statistics (popularity, co-occurrence neighbours) and a real feature
-   workflow, and trains a real XGBoost ranker on candidate rows of a user sample (untimed:
-   these are the earlier stages' work);
+2. fits the night's statistics (popularity, co-occurrence neighbours), a BPR retrieval model
+   for the embedding generator and a real feature workflow, and trains a real XGBoost ranker on
+   candidate rows of a user sample (untimed: these are the earlier stages' work);
 3. times ``write_recommendations``: the real stages over every partition of users, with the
    seen filter, an attribute exclusion, availability, a block list, a category cap, MMR
    diversity and a boost switched on (``--no-rules`` for the bare four stages);
@@ -55,6 +55,7 @@ from pipeline.recommend.popularity import DAY, fit_popularity
 from pipeline.recommend.rank_features import add_signals, feature_matrix, join_side_tables
 from pipeline.recommend.reorder import resolve_reorder
 from pipeline.recommend.rules import resolve_rules
+from pipeline.train.retrieval import fit_retrieval
 from pipeline.train.xgb import load_ranker, predict, train_xgboost
 
 START = 1_700_000_000
@@ -103,13 +104,20 @@ def feature_workflow(history: pd.DataFrame, items: pd.DataFrame, out: Path) -> W
 
 
 def night_context(events: dd.DataFrame, cutoff: int, items: pd.DataFrame, spec: CandidatesSpec,
-                  workflow_dir: Path, k: int) -> NightContext:
+                  root: Path, k: int) -> NightContext:
     popular = fit_popularity(events, cutoff, spec.popularity.recent_days).items
     neighbours = fit_cooccurrence(events, cutoff, pd.Index(popular[ITEM]),
                                   spec.cooccurrence.neighbors)
+    embedding_dir = None
+    if spec.embedding is not None:
+        params = spec.embedding.model_dump(include={"dim", "epochs", "learning_rate", "reg",
+                                                    "batch_size", "seed"})
+        embedding_dir = str(fit_retrieval(events, cutoff, params, root / f"retrieval-{cutoff}",
+                                          TIME))
     return NightContext(cutoff=cutoff, popular=popular, neighbours=neighbours, users=None,
-                        items=items.set_index(ITEM)[["genre"]], workflow_dir=str(workflow_dir),
-                        candidates=spec, exclude_seen=True, k=k)
+                        items=items.set_index(ITEM)[["genre"]],
+                        workflow_dir=str(root / "workflow"), candidates=spec, exclude_seen=True,
+                        k=k, embedding_dir=embedding_dir)
 
 
 def train_ranker(client: Client, events: pd.DataFrame, items: pd.DataFrame,
@@ -121,8 +129,8 @@ def train_ranker(client: Client, events: pd.DataFrame, items: pd.DataFrame,
     end = START + DAYS * DAY
     cutoff = end - 14 * DAY
     workflow = feature_workflow(sample[sample[TIME] < cutoff], items, root / "workflow")
-    features = ranker_feature_columns(workflow)
-    ctx = night_context(part, cutoff, items, spec, root / "workflow", k)
+    features = ranker_feature_columns(workflow, spec)
+    ctx = night_context(part, cutoff, items, spec, root, k)
     rows = map_user_partitions(part, training_partition, ctx, end, features, 0.2)
     ranker = RankerSpec(num_boost_round=60, early_stopping_rounds=10,
                         params={"max_depth": 6, "eta": 0.1})
@@ -149,6 +157,7 @@ def naive_lists(events: pd.DataFrame, ctx: NightContext, model_dir: Path, users:
     booster, features = load_ranker(model_dir)
     spec = ctx.candidates
     top = ctx.popular.head(spec.popularity.n)
+    index = ctx.embedding_index()
     started = time.perf_counter()
     for user in users:
         history = events[(events[USER] == user) & (events[TIME] < ctx.cutoff)]
@@ -156,14 +165,24 @@ def naive_lists(events: pd.DataFrame, ctx: NightContext, model_dir: Path, users:
             spec.cooccurrence.recent_items)
         near = ctx.neighbours[ctx.neighbours[ITEM].isin(recent)]
         cooc = near.groupby("neighbor_id")["cooc_score"].sum().nlargest(spec.cooccurrence.n)
-        cands = pd.DataFrame({ITEM: pd.unique(np.r_[top[ITEM].to_numpy(), cooc.index])})
+        found = [top[ITEM].to_numpy(), cooc.index]
+        emb = pd.Series(dtype=np.float64)
+        if index is not None and user in index.users:
+            scores = (index.item_vectors @ index.user_vectors[index.users.get_loc(user)]
+                      + index.item_bias)
+            emb = pd.Series(scores, index=index.items).nlargest(spec.embedding.n)
+            found.append(emb.index)
+        cands = pd.DataFrame({ITEM: pd.unique(np.concatenate(found))})
         cands = cands[~cands[ITEM].isin(history[ITEM])]
         rows = cands.assign(**{USER: user})
         rows = rows.merge(top[[ITEM, "pop_rank"]], on=ITEM, how="left").fillna(
             {"pop_rank": 1_000_000})
         rows["cooc_score"] = cooc.reindex(rows[ITEM]).fillna(0).to_numpy(dtype=np.float32)
         rows["cooc_rank"] = rows["cooc_score"].rank(ascending=False).astype("int64")
-        rows = add_signals(rows, history, ctx.popular, ctx.cutoff)
+        if index is not None:
+            emb_rank = pd.Series(np.arange(1, len(emb) + 1), index=emb.index)
+            rows["emb_rank"] = emb_rank.reindex(rows[ITEM]).fillna(1_000_000).to_numpy()
+        rows = add_signals(rows, history, ctx.popular, ctx.cutoff, index)
         rows = workflow.transform(join_side_tables(rows, None, ctx.items))
         rows["score"] = predict(booster, feature_matrix(rows, features))
         rows.nlargest(ctx.k, "score")
@@ -200,8 +219,11 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--items", type=int, default=10_000)
     parser.add_argument("--partitions", type=int, default=0, help="0: one per 5,000 users")
-    parser.add_argument("--popularity-n", type=int, default=145)
-    parser.add_argument("--cooccurrence-n", type=int, default=100)
+    parser.add_argument("--popularity-n", type=int, default=100)
+    parser.add_argument("--cooccurrence-n", type=int, default=80)
+    parser.add_argument("--embedding-n", type=int, default=100, help="0: no embedding generator")
+    parser.add_argument("--embedding-search", choices=["auto", "exact", "faiss"],
+                        default="auto")
     parser.add_argument("--k", type=int, default=20)
     parser.add_argument("--train-users", type=int, default=5_000)
     parser.add_argument("--naive-users", type=int, default=200)
@@ -215,7 +237,9 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="bench_recommend_"))
     spec = CandidatesSpec.model_validate({
         "popularity": {"n": args.popularity_n},
-        "cooccurrence": {"n": args.cooccurrence_n, "recent_items": 20, "neighbors": 50}})
+        "cooccurrence": {"n": args.cooccurrence_n, "recent_items": 20, "neighbors": 50},
+        "embedding": {"n": args.embedding_n, "search": args.embedding_search, "epochs": 5,
+                      "batch_size": 65_536, "learning_rate": 0.05} if args.embedding_n else None})
     try:
         with (worker_malloc_settings(),  # as the nightly run's cluster (pipeline.cluster)
               LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
@@ -226,7 +250,7 @@ def main() -> None:
             model_dir, _ = train_ranker(client, events, items, spec, root, args.k,
                                         min(args.train_users, args.users))
             cutoff = START + DAYS * DAY
-            ctx = night_context(parted, cutoff, items, spec, root / "workflow", args.k)
+            ctx = night_context(parted, cutoff, items, spec, root, args.k)
             if not args.no_rules:
                 reorder = ReorderSpec.model_validate({
                     "diversity": {"method": "mmr", "column": "genre", "lambda": 0.7},
@@ -255,6 +279,9 @@ def main() -> None:
                if key.startswith("seconds.")}
     result = {
         "users": users, "items": args.items, "partitions": partitions,
+        "generators": {"popularity": args.popularity_n, "cooccurrence": args.cooccurrence_n,
+                       "embedding": args.embedding_n},
+        "embedding_search": args.embedding_search if args.embedding_n else None,
         "workers": args.workers, "rules": not args.no_rules,
         "candidates_per_user": round(stats["candidates.retrieved"] / users, 1),
         "ranked_per_user": round(stats["candidates.ranked"] / users, 1),

@@ -1,6 +1,6 @@
-"""One synthetic night through the runner with every business rule, the repeat generator and
-the reorder stage switched on: expect the rules to hold in the published lists and their
-counts in the manifest."""
+"""One synthetic night through the runner with every business rule, the repeat and embedding
+generators and the reorder stage switched on: expect the rules to hold in the published lists
+and their counts in the manifest."""
 
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ def night(tmp_path_factory: pytest.TempPathFactory, dask_client: Any,
     name = f"rules-{uuid.uuid4().hex[:6]}"
     path = workflow_file(
         root / "w.yaml", data, root / "runs", name,
-        candidates={"popularity": {"n": 30}, "cooccurrence": {"n": 30}, "repeat": {"n": 10}},
+        candidates={"popularity": {"n": 30}, "cooccurrence": {"n": 30}, "repeat": {"n": 10},
+                    "embedding": {"n": 15, "dim": 8, "epochs": 5}},
         filter={"exclude_seen": True, "seen_window_days": 20,
                 "exclude_items_where": [{"column": "genre", "equals": "a"}],
                 "blocklist": str(root / "block.parquet"),
@@ -79,8 +80,22 @@ def test_every_user_gets_a_full_list_and_counts_reach_the_manifest(
 def test_holdout_retrieval_recall_per_generator_is_recorded(night: dict[str, Any]) -> None:
     retrieval = night["manifest"].stage("evaluate")["retrieval"]
     recall = retrieval["recall"]
-    assert set(recall) == {"popularity", "cooccurrence", "repeat", "merged"}
+    assert set(recall) == {"popularity", "cooccurrence", "repeat", "embedding", "merged"}
     assert retrieval["users"] > 0 and 0 < recall["merged"] <= 1
     assert recall["merged"] >= max(recall["popularity"], recall["cooccurrence"],
-                                   recall["repeat"])
-    assert retrieval["n"] == {"popularity": 30, "cooccurrence": 30, "repeat": 10}
+                                   recall["repeat"], recall["embedding"])
+    assert retrieval["n"] == {"popularity": 30, "cooccurrence": 30, "repeat": 10,
+                              "embedding": 15}
+    assert 0 < retrieval["candidates_per_user"]["embedding"] <= 15
+
+
+def test_embedding_generator_feeds_lists_and_ranker(night: dict[str, Any]) -> None:
+    """One retrieval model per cutoff (label windows, holdout, tonight's lists), its candidates
+    in the lists, and its signals among the ranker's features."""
+    run_dir = night["manifest"].run_dir
+    models = sorted((run_dir / "retrieval").glob("cutoff-*/retrieval.json"))
+    split = night["manifest"].stage("prepare")["split"]
+    assert len(models) == len(split["label_starts"]) + 2
+    assert night["lists"]["source"].str.contains("embedding").any()
+    features = night["manifest"].stage("train")["features"]
+    assert {"emb_score", "emb_rank_log"} <= set(features)

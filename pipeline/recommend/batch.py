@@ -31,8 +31,10 @@ from pipeline.recommend.candidates import (
     popularity_candidates,
     repeat_candidates,
 )
+from pipeline.recommend.embedding import EmbeddingIndex, load_embedding_index
 from pipeline.recommend.filters import pairs_isin, seen_pairs
 from pipeline.recommend.rank_features import (
+    EMBEDDING_SIGNALS,
     SIGNAL_FEATURES,
     add_signals,
     feature_matrix,
@@ -66,6 +68,13 @@ class NightContext:
     seen_window_days: float | None = None
     rules: FilterRules | None = None  # business rules: the nightly lists only
     reorder: ReorderPlan | None = None
+    embedding_dir: str | None = None  # the retrieval model trained on history before cutoff
+
+    def embedding_index(self) -> EmbeddingIndex | None:
+        """The retrieval model when the embedding generator is on (loaded once per process)."""
+        if self.embedding_dir is None or self.candidates.embedding is None:
+            return None
+        return load_embedding_index(self.embedding_dir)
 
     @functools.cached_property
     def neighbour_graph(self) -> NeighbourGraph | None:
@@ -106,11 +115,13 @@ def load_feature_workflow(path: str | Path) -> Any:
     return _cached_workflow(str(path), manifest.stat().st_mtime_ns if manifest.exists() else 0)
 
 
-def ranker_feature_columns(workflow: Any) -> list[str]:
-    """The model's inputs: candidate signals plus every column the feature workflow produces,
-    except the user id (a per-user identifier memorises rather than generalises)."""
+def ranker_feature_columns(workflow: Any, candidates: CandidatesSpec | None = None) -> list[str]:
+    """The model's inputs: candidate signals (plus the embedding ones when that generator is
+    on) and every column the feature workflow produces, except the user id (a per-user
+    identifier memorises rather than generalises)."""
     produced = [c for c, col in workflow.output_schema.items() if col["ops"] and c != USER]
-    return SIGNAL_FEATURES + produced
+    signals = SIGNAL_FEATURES + (EMBEDDING_SIGNALS if candidates and candidates.embedding else [])
+    return signals + produced
 
 
 def target_users(events: pd.DataFrame, cutoff: int, window_end: int | None) -> np.ndarray:
@@ -149,7 +160,7 @@ def candidate_rows(
     if not rank:
         return rows, None, history, users
     with _timed(stats, "rank"):
-        features = add_signals(rows, history, ctx.popular, ctx.cutoff)
+        features = add_signals(rows, history, ctx.popular, ctx.cutoff, ctx.embedding_index())
         features = join_side_tables(features, ctx.users, ctx.items)
         features = load_feature_workflow(ctx.workflow_dir).transform(features)
     return rows, features, history, users
@@ -169,7 +180,12 @@ def retrieve(users: np.ndarray, history: pd.DataFrame, ctx: NightContext,
     by_repeat = None
     if rank and spec.repeat is not None:
         by_repeat = repeat_candidates(history, spec.repeat.n)
-    return merge_candidates(by_pop, by_cooc, by_repeat)
+    by_embedding = None
+    index = ctx.embedding_index() if rank else None
+    if index is not None:
+        by_embedding = index.top_n(users, spec.embedding.n, spec.embedding.search,
+                                   spec.embedding.faiss_min_items)
+    return merge_candidates(by_pop, by_cooc, by_repeat, by_embedding)
 
 
 def excluded_seen(history: pd.DataFrame, ctx: NightContext) -> pd.DataFrame:

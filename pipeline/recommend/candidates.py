@@ -16,6 +16,7 @@ from pipeline.recommend.sorting import lexsort
 SOURCE_POPULARITY = "popularity"
 SOURCE_COOCCURRENCE = "cooccurrence"
 SOURCE_REPEAT = "repeat"
+SOURCE_EMBEDDING = "embedding"
 NO_RANK = 1_000_000  # rank given to a candidate a generator did not propose
 
 
@@ -144,59 +145,75 @@ def repeat_candidates(history: pd.DataFrame, n: int) -> pd.DataFrame:
 
 
 def merge_candidates(by_popularity: pd.DataFrame, by_cooccurrence: pd.DataFrame,
-                     by_repeat: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Outer-merge generators on (user, item); missing scores become neutral values and
-    ``source`` names every generator that proposed the item, joined by ``+``. Rows come out
-    sorted by (user, item)."""
-    fast = _merge_by_keys(by_popularity, by_cooccurrence, by_repeat)
+                     by_repeat: pd.DataFrame | None = None,
+                     by_embedding: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Outer-merge generators on (user, item); missing ranks and scores become neutral values
+    and ``source`` names every generator that proposed the item, joined by ``+``. Rows come out
+    sorted by (user, item). With ``by_embedding``, ``emb_rank`` is kept (its score is a ranker
+    signal for every row: ``rank_features.add_signals``)."""
+    generators = [(SOURCE_POPULARITY, by_popularity), (SOURCE_COOCCURRENCE, by_cooccurrence)]
+    if by_repeat is not None:
+        generators.append((SOURCE_REPEAT, by_repeat))
+    if by_embedding is not None:
+        generators.append((SOURCE_EMBEDDING, by_embedding))
+    fast = _merge_by_keys(generators)
     if fast is not None:
         return fast
     merged = by_popularity.merge(by_cooccurrence, on=[USER, ITEM], how="outer")
-    if by_repeat is None:
-        proposed = [(SOURCE_POPULARITY, merged["pop_rank"].notna().to_numpy()),
-                    (SOURCE_COOCCURRENCE, merged["cooc_rank"].notna().to_numpy())]
-    else:
-        merged = merged.merge(by_repeat, on=[USER, ITEM], how="outer")
-        proposed = [(SOURCE_POPULARITY, merged["pop_rank"].notna().to_numpy()),
-                    (SOURCE_COOCCURRENCE, merged["cooc_rank"].notna().to_numpy()),
-                    (SOURCE_REPEAT, merged["repeat_rank"].notna().to_numpy())]
-        merged = merged.drop(columns="repeat_rank")
+    for _, frame in generators[2:]:
+        kept = [c for c in frame.columns if c in (USER, ITEM, *_RANKS)]
+        merged = merged.merge(frame[kept], on=[USER, ITEM], how="outer")
+    proposed = [(name, merged[_RANK_OF[name]].notna().to_numpy()) for name, _ in generators]
+    merged = merged.drop(columns=[c for c in merged.columns if c not in _MERGED_COLUMNS])
     merged["pop_rank"] = merged["pop_rank"].fillna(NO_RANK).astype("int64")
     merged["cooc_rank"] = merged["cooc_rank"].fillna(NO_RANK).astype("int64")
     merged["cooc_score"] = merged["cooc_score"].fillna(0.0).astype("float32")
+    if by_embedding is not None:
+        merged["emb_rank"] = merged["emb_rank"].fillna(NO_RANK).astype("int64")
     merged["source"] = source_column(proposed)
     return merged
 
 
-def _merge_by_keys(by_popularity: pd.DataFrame, by_cooccurrence: pd.DataFrame,
-                   by_repeat: pd.DataFrame | None) -> pd.DataFrame | None:
+_RANK_OF = {SOURCE_POPULARITY: "pop_rank", SOURCE_COOCCURRENCE: "cooc_rank",
+            SOURCE_REPEAT: "repeat_rank", SOURCE_EMBEDDING: "emb_rank"}
+_RANKS = tuple(_RANK_OF.values())
+_MERGED_COLUMNS = (USER, ITEM, "pop_rank", "cooc_score", "cooc_rank", "emb_rank")
+
+
+def _merge_by_keys(generators: list[tuple[str, pd.DataFrame]]) -> pd.DataFrame | None:
     """The outer merge as one ``np.unique`` over int64 (user, item) keys (None when the ids are
     not small integers): no hash join, no per-column reindexing."""
-    frames = [by_popularity, by_cooccurrence] + ([by_repeat] if by_repeat is not None else [])
+    frames = [frame for _, frame in generators]
     keys = [pair_keys(f[USER].to_numpy(), f[ITEM].to_numpy()) for f in frames]
     if any(k is None for k in keys):
         return None
     unique, inverse = np.unique(np.concatenate(keys), return_inverse=True)
     bounds = np.cumsum([0, *map(len, frames)])
-    at = [inverse[bounds[i]:bounds[i + 1]] for i in range(len(frames))]
+    at = {name: inverse[bounds[i]:bounds[i + 1]] for i, (name, _) in enumerate(generators)}
+    found = dict(generators)
     proposed = []
-    for name, where in zip((SOURCE_POPULARITY, SOURCE_COOCCURRENCE, SOURCE_REPEAT), at,
-                           strict=False):
+    for name, _ in generators:
         flags = np.zeros(len(unique), dtype=bool)
-        flags[where] = True
+        flags[at[name]] = True
         proposed.append((name, flags))
-    pop_rank = np.full(len(unique), NO_RANK, dtype=np.int64)
-    pop_rank[at[0]] = by_popularity["pop_rank"].to_numpy()
-    cooc_rank = np.full(len(unique), NO_RANK, dtype=np.int64)
-    cooc_rank[at[1]] = by_cooccurrence["cooc_rank"].to_numpy()
-    cooc_score = np.zeros(len(unique), dtype=np.float32)
-    cooc_score[at[1]] = by_cooccurrence["cooc_score"].to_numpy()
+
+    def spread(name: str, column: str, fill: float, dtype: type) -> np.ndarray:
+        out = np.full(len(unique), fill, dtype=dtype)
+        out[at[name]] = found[name][column].to_numpy()
+        return out
+
     users, items = split_keys(unique)
-    return pd.DataFrame({
-        USER: users.astype(by_popularity[USER].dtype), ITEM: items.astype(
-            by_popularity[ITEM].dtype),
-        "pop_rank": pop_rank, "cooc_score": cooc_score, "cooc_rank": cooc_rank,
-        "source": source_column(proposed)})
+    by_popularity = found[SOURCE_POPULARITY]
+    columns = {
+        USER: users.astype(by_popularity[USER].dtype),
+        ITEM: items.astype(by_popularity[ITEM].dtype),
+        "pop_rank": spread(SOURCE_POPULARITY, "pop_rank", NO_RANK, np.int64),
+        "cooc_score": spread(SOURCE_COOCCURRENCE, "cooc_score", 0.0, np.float32),
+        "cooc_rank": spread(SOURCE_COOCCURRENCE, "cooc_rank", NO_RANK, np.int64),
+    }
+    if SOURCE_EMBEDDING in found:
+        columns["emb_rank"] = spread(SOURCE_EMBEDDING, "emb_rank", NO_RANK, np.int64)
+    return pd.DataFrame({**columns, "source": source_column(proposed)})
 
 
 def source_column(proposed: list[tuple[str, np.ndarray]]) -> pd.Categorical:

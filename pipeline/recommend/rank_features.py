@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline.io import ITEM, TIME, USER
+from pipeline.recommend.candidates import NO_RANK
+from pipeline.recommend.embedding import EmbeddingIndex
 from pipeline.recommend.filters import pair_counts
 from pipeline.recommend.popularity import DAY
 
@@ -26,13 +28,17 @@ SIGNAL_FEATURES = [
     "user_days_since_last",
     "user_seen_share",
 ]
+# With the embedding generator: the retrieval model's u . v + b for every candidate (NaN for a
+# user or item it has no vector for) and the generator's own rank.
+EMBEDDING_SIGNALS = ["emb_score", "emb_rank_log"]
 
 
 def add_signals(
-    candidates: pd.DataFrame, history: pd.DataFrame, popular: pd.DataFrame, cutoff: int
+    candidates: pd.DataFrame, history: pd.DataFrame, popular: pd.DataFrame, cutoff: int,
+    embedding: EmbeddingIndex | None = None,
 ) -> pd.DataFrame:
     """Add the ``SIGNAL_FEATURES`` columns: recency and repeat signals the rankers need to beat
-    popularity on a temporal split.
+    popularity on a temporal split; with ``embedding``, ``EMBEDDING_SIGNALS`` too.
 
     Per-item and per-user values (counts, their logs) are computed once on the small item and
     user tables and gathered to the candidate rows by position; the frame is built once at the
@@ -74,6 +80,11 @@ def add_signals(
         # interaction of user activity and item popularity.
         "user_seen_share": events / (1.0 + per_item(pop_count, 0.0)),
     }
+    if embedding is not None:
+        signals["emb_score"] = embedding.pair_scores(users, items)
+        ranks = (candidates["emb_rank"].to_numpy(dtype=np.float64) if "emb_rank" in candidates
+                 else np.full(len(candidates), float(NO_RANK)))
+        signals["emb_rank_log"] = np.log1p(ranks)
     base = candidates.reset_index(drop=True)
     # copy=False: the arrays are fresh, so the frame takes them as they are (no 2-D block copy)
     return pd.concat([base, pd.DataFrame(signals, index=base.index, copy=False)], axis=1)

@@ -18,10 +18,15 @@ from pipeline.recommend.batch import (
     retrieve,
     target_users,
 )
-from pipeline.recommend.candidates import SOURCE_COOCCURRENCE, SOURCE_POPULARITY, SOURCE_REPEAT
+from pipeline.recommend.candidates import (
+    SOURCE_COOCCURRENCE,
+    SOURCE_EMBEDDING,
+    SOURCE_POPULARITY,
+    SOURCE_REPEAT,
+)
 from pipeline.recommend.filters import pairs_isin
 
-GENERATORS = (SOURCE_POPULARITY, SOURCE_COOCCURRENCE, SOURCE_REPEAT)
+GENERATORS = (SOURCE_POPULARITY, SOURCE_COOCCURRENCE, SOURCE_REPEAT, SOURCE_EMBEDDING)
 MERGED = "merged"
 
 
@@ -53,7 +58,8 @@ def retrieval_recall(events: dd.DataFrame, ctx: NightContext, window_end: int) -
     spec = ctx.candidates
     sizes = {SOURCE_POPULARITY: spec.popularity.n,
              SOURCE_COOCCURRENCE: spec.cooccurrence and spec.cooccurrence.n,
-             SOURCE_REPEAT: spec.repeat and spec.repeat.n}
+             SOURCE_REPEAT: spec.repeat and spec.repeat.n,
+             SOURCE_EMBEDDING: spec.embedding and spec.embedding.n}
     names = [g for g in GENERATORS if sizes[g]] + [MERGED]
 
     def mean(key: str) -> float:

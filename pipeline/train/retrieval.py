@@ -211,3 +211,29 @@ def top_n_frame(directory: PathLike, n: int, user_ids: Sequence[Any] | None = No
         "item_id": iid[index.reshape(-1)],
         "score": scores.reshape(-1),
     })
+
+
+def fit_retrieval(events: Any, cutoff: int, params: dict[str, Any], out: PathLike,
+                  time_column: str = "timestamp") -> Path:
+    """Train BPR on the (user, item) pairs before ``cutoff`` and save it under ``out``; a model
+    already saved there with the same parameters and cutoff is kept (a resumed night retrains
+    nothing). ``params`` are ``BPRRetrieval``'s keyword arguments."""
+    folder = Path(out)
+    card_path = folder / "retrieval.json"
+    if card_path.exists():
+        card = json.loads(card_path.read_text())
+        if card.get("cutoff") == cutoff and card.get("params") == _card_params(params):
+            return folder
+    history = events[events[time_column] < cutoff]
+    model = BPRRetrieval(**params).fit(history)
+    model.save(folder)
+    card = json.loads(card_path.read_text())
+    card.update(cutoff=cutoff, params=_card_params(params))
+    tmp = card_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(card, indent=2))
+    tmp.replace(card_path)
+    return folder
+
+
+def _card_params(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: params[k] for k in sorted(params)}
