@@ -128,3 +128,33 @@ def test_target_stats_merge(data: list, cuts: list[int], order: list[int], oof: 
     assert got["sum"].tolist() == ref["sum"].tolist()
     collapsed = merged.collapse_folds().table()
     assert collapsed["count"].sum() == len(ok)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=rows, cuts=st.lists(st.integers(0, 40), max_size=6), oof=st.booleans(),
+       chunk=st.integers(1, 5))
+def test_target_stats_merge_many_in_key_chunks(data: list, cuts: list[int], oof: bool,
+                                               chunk: int) -> None:
+    """Merging every partition at once, a few keys at a time, equals the whole's statistics."""
+    import pipeline.features.te_stats as te
+
+    frame = frame_of(data)
+    n_folds = 3 if oof else 1
+
+    def stat(f: pd.DataFrame) -> TargetStats:
+        folds = f["fold"].to_numpy() if oof else None
+        return TargetStats.from_partition(f, ["s", "i"], ["str", "int"], "y", folds, n_folds, "t")
+
+    bounds = sorted({0, len(frame), *(c for c in cuts if c < len(frame))})
+    parts = [stat(frame.iloc[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
+    saved, te.MERGE_CHUNK_KEYS = te.MERGE_CHUNK_KEYS, chunk
+    try:
+        merged = TargetStats.merge_many(parts, "t")
+    finally:
+        te.MERGE_CHUNK_KEYS = saved
+    whole = stat(frame)
+    np.testing.assert_array_equal(merged.total_count, whole.total_count)
+    np.testing.assert_allclose(merged.total_sum, whole.total_sum)
+    np.testing.assert_array_equal(merged.key, whole.key)
+    np.testing.assert_array_equal(merged.indptr, whole.indptr)
+    pdt.assert_frame_equal(merged.table(), whole.table(), check_dtype=False)

@@ -150,6 +150,14 @@ class Op(ABC):
         """Associative merge of two partition statistics."""
         return None
 
+    def merge_stats_many(self, parts: Sequence[Any]) -> Any:
+        """Merge of several statistics (one task of the tree reduction); ops whose statistics
+        grow with the data override it to merge all at once."""
+        merged = parts[0]
+        for more in parts[1:]:
+            merged = self.merge_stats(merged, more)
+        return merged
+
     def finish_fit(self, stats: Any) -> None:  # noqa: B027 - optional hook
         """Turn the merged statistics into the learned ``*_`` attributes."""
 

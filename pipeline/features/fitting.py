@@ -3,9 +3,10 @@
 Fitting goes level by level (see ``plan.py``); each level is one pass in which every partition
 is read (only the columns that level needs), run through the already fitted steps upstream of the
 level's ops, and reduced to (row count, one small statistic per op) on the worker that holds it.
-Those are merged by a tree of ``dask.delayed`` calls (``SPLIT_EVERY`` at a time), so only
-statistics reach the client. Transforming is ``map_partitions`` with the same per-frame function
-the pandas path calls, which is what makes distributed and in-memory results identical.
+Those are merged by a tree of ``dask.delayed`` calls (``SPLIT_EVERY`` at a time) until at most
+``SPLIT_EVERY`` remain, which the client merges: only statistics reach the client.
+Transforming is ``map_partitions`` with the same per-frame function the pandas path calls, which
+is what makes distributed and in-memory results identical.
 
 Fitted ops can be large (vocabularies, encodings): each pass ships only the steps it runs, as one
 graph key that every partition's task depends on.
@@ -140,12 +141,10 @@ class FitPass(_Runner):
         return len(raw), tuple(stats)
 
     def merge(self, *parts: Stats) -> Stats:
-        rows, stats = parts[0]
         ops = [self.plan.steps[i].op for i in self.level]
-        for more_rows, more in parts[1:]:
-            rows += more_rows
-            stats = tuple(op.merge_stats(a, b) for op, a, b in zip(ops, stats, more, strict=True))
-        return rows, stats
+        rows = sum(n for n, _ in parts)
+        per_op = zip(*(stats for _, stats in parts), strict=True)
+        return rows, tuple(op.merge_stats_many(list(s)) for op, s in zip(ops, per_op, strict=True))
 
     def sources(self, raw: pd.DataFrame) -> list[pd.DataFrame]:
         """Each level op's input frame for ``raw`` (used on empty frames, for dtypes)."""
@@ -178,13 +177,16 @@ def reduce_stats(data: Any, fit_pass: FitPass) -> Stats:
         return fit_pass.partition(data)
     plan_key = ship(fit_pass, "recpipe-fit-plan")
     level = [dask.delayed(_call_partition, pure=True)(plan_key, part) for part in data.to_delayed()]
-    while len(level) > 1:
+    while len(level) > SPLIT_EVERY:
         level = [
             dask.delayed(_call_merge, pure=True)(plan_key, *level[i : i + SPLIT_EVERY])
             for i in range(0, len(level), SPLIT_EVERY)
         ]
-    (result,) = dask.compute(level[0])
-    return result
+    # The last merge runs here, on the client, which receives the statistics anyway: no worker
+    # holds a high-cardinality statistic (a user x item target encoding: about one key per row)
+    # whole beside its inputs, which is what exhausted a 2 GiB worker at 10M rows.
+    partials = dask.compute(*level)
+    return fit_pass.merge(*partials) if len(partials) > 1 else partials[0]
 
 
 class TransformPass(_Runner):

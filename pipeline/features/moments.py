@@ -34,12 +34,16 @@ class Moments:
         cols = tuple(columns)
         if not cols:
             return cls(cols, np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
-        x = np.column_stack([float_values(frame[c]) for c in cols])
-        present = ~np.isnan(x)
-        count = present.sum(axis=0).astype(np.int64)
-        total = np.where(present, x, 0.0).sum(axis=0)
-        mean = np.divide(total, count, out=np.zeros(len(cols)), where=count > 0)
-        m2 = (np.where(present, x - mean, 0.0) ** 2).sum(axis=0)
+        count = np.zeros(len(cols), dtype=np.int64)
+        mean, m2 = np.zeros(len(cols)), np.zeros(len(cols))
+        for j, c in enumerate(cols):  # column by column: no (rows x columns) temporaries
+            x = float_values(frame[c])
+            x = x[~np.isnan(x)]
+            count[j] = len(x)
+            if len(x):
+                mean[j] = x.sum() / len(x)
+                deviation = x - mean[j]
+                m2[j] = np.dot(deviation, deviation)
         return cls(cols, count, mean, m2)
 
     @staticmethod

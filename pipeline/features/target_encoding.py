@@ -151,7 +151,11 @@ class TargetEncoding(Op):
     def merge_stats(
         self, a: dict[str, TargetStats], b: dict[str, TargetStats]
     ) -> dict[str, TargetStats]:
-        return {name: TargetStats.merge(a[name], b[name], self._where()) for name in a}
+        return self.merge_stats_many([a, b])
+
+    def merge_stats_many(self, parts: Sequence[dict[str, TargetStats]]) -> dict[str, TargetStats]:
+        return {name: TargetStats.merge_many([p[name] for p in parts], self._where())
+                for name in parts[0]}
 
     def finish_fit(self, stats: dict[str, TargetStats]) -> None:
         for name, group, target in self._outputs():

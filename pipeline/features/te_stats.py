@@ -9,6 +9,7 @@ in the global mean that unseen and null keys encode to).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -26,6 +27,7 @@ from .group_keys import (
 from .keys import KeyKind, canonical
 
 FOLD = "__fold__"
+MERGE_CHUNK_KEYS = 1 << 20  # keys merged at a time: bounds the merge's temporaries
 
 
 @dataclass(frozen=True)
@@ -105,39 +107,37 @@ class TargetStats:
     @staticmethod
     def merge(a: TargetStats, b: TargetStats, where: str = "TargetEncoding") -> TargetStats:
         """Sum per (key, fold): counts exact, sums associative up to float rounding."""
-        if a.n_folds != b.n_folds:  # an in-sample refit into out-of-fold state: drop folds
-            a, b = a.collapse_folds(), b.collapse_folds()
-        k = a.n_folds
-        both = np.concatenate([a.key, b.key])
-        order = np.argsort(both, kind="stable")  # two sorted runs: a linear merge
-        sorted_keys = both[order]
-        new = _run_starts(sorted_keys)
-        values = tuple(
-            np.concatenate([x, y])[order] for x, y in zip(a.values, b.values, strict=True)
-        )
-        if not is_exact(a.kinds) and not new.all():
-            dup = np.flatnonzero(~new)
-            check_collisions(a.keys, [v[dup - 1] for v in values], [v[dup] for v in values], where)
-        pos = np.empty(len(both), dtype=np.int64)
-        pos[order] = np.cumsum(new) - 1
-        n_keys = int(new.sum())
-        gid = np.concatenate(
-            [
-                pos[: len(a.key)][_entry_keys(a)] * k + a.fold,
-                pos[len(a.key) :][_entry_keys(b)] * k + b.fold,
-            ]
-        )
-        eorder = np.argsort(gid, kind="stable")
-        gid = gid[eorder]
-        starts = np.flatnonzero(_run_starts(gid))
-        count = _sum_runs(np.concatenate([a.count, b.count])[eorder], starts)
-        total = _sum_runs(np.concatenate([a.sum, b.sum])[eorder], starts)
-        gid = gid[starts]
-        return TargetStats(
-            a.keys, a.kinds, k, sorted_keys[new], tuple(v[new] for v in values),
-            _indptr(gid // k, n_keys), (gid % k).astype(np.int16), count.astype(np.int64),
-            total, a.total_count + b.total_count, a.total_sum + b.total_sum,
-        )
+        return TargetStats.merge_many([a, b], where)
+
+    @staticmethod
+    def merge_many(parts: Sequence[TargetStats], where: str = "TargetEncoding") -> TargetStats:
+        """``merge`` of any number of statistics at once, one key range at a time.
+
+        A pairwise chain re-sorts the growing result once per input; this sorts every key once.
+        Inputs are sorted by key, so cutting each at the same key bounds gives slices that merge
+        independently and concatenate in order: the merge's temporaries stay near
+        ``MERGE_CHUNK_KEYS`` keys however large a high-cardinality group (a user x item pair
+        has about one key per row) grows.
+        """
+        parts = list(parts)
+        if len(parts) == 1:
+            return parts[0]
+        if len({p.n_folds for p in parts}) > 1:  # an in-sample refit into out-of-fold state
+            parts = [p.collapse_folds() for p in parts]
+        largest = max(parts, key=lambda p: len(p.key))
+        chunks = max(1, sum(len(p.key) for p in parts) // MERGE_CHUNK_KEYS)
+        at = np.linspace(0, len(largest.key), chunks + 1)[1:-1].astype(np.int64)
+        bounds = np.unique(largest.key[at])
+        cuts = [np.r_[0, np.searchsorted(p.key, bounds), len(p.key)] for p in parts]
+        pieces = [
+            _merge_sorted([_key_slice(p, c[i], c[i + 1]) for p, c in zip(parts, cuts, strict=True)],
+                          where)
+            for i in range(len(bounds) + 1)
+        ]
+        merged = _concatenate(pieces)
+        return dataclasses.replace(
+            merged, total_count=np.sum([p.total_count for p in parts], axis=0),
+            total_sum=np.sum([p.total_sum for p in parts], axis=0))
 
     def key_totals(self) -> tuple[np.ndarray, np.ndarray]:
         """(count, sum) per key over every fold."""
@@ -281,3 +281,63 @@ def _column(values: np.ndarray, kind: KeyKind) -> object:
     if kind == "str":
         return pd.array(values, dtype=pd.StringDtype(na_value=np.nan))
     return values
+
+
+def _key_slice(stats: TargetStats, lo: int, hi: int) -> TargetStats:
+    """Keys ``lo:hi`` of ``stats`` and their entries (views, no copies)."""
+    first, last = int(stats.indptr[lo]), int(stats.indptr[hi])
+    return TargetStats(
+        stats.keys, stats.kinds, stats.n_folds, stats.key[lo:hi],
+        tuple(v[lo:hi] for v in stats.values), stats.indptr[lo:hi + 1] - first,
+        stats.fold[first:last], stats.count[first:last], stats.sum[first:last],
+        stats.total_count, stats.total_sum,
+    )
+
+
+def _merge_sorted(parts: Sequence[TargetStats], where: str) -> TargetStats:
+    """Sum per (key, fold) over ``parts`` (totals are the caller's)."""
+    first, k = parts[0], parts[0].n_folds
+    keys = np.concatenate([p.key for p in parts])
+    order = np.argsort(keys, kind="stable")  # sorted runs: a linear merge
+    sorted_keys = keys[order]
+    new = _run_starts(sorted_keys)
+    values = tuple(np.concatenate(vs)[order] for vs in zip(*(p.values for p in parts),
+                                                          strict=True))
+    if not is_exact(first.kinds) and not new.all():
+        dup = np.flatnonzero(~new)
+        check_collisions(first.keys, [v[dup - 1] for v in values], [v[dup] for v in values],
+                         where)
+    pos = np.empty(len(keys), dtype=np.int64)
+    pos[order] = np.cumsum(new) - 1
+    n_keys = int(new.sum())
+    offsets = np.cumsum([0, *(len(p.key) for p in parts)])
+    gid = np.concatenate([pos[offsets[i]:offsets[i + 1]][_entry_keys(p)] * k + p.fold
+                          for i, p in enumerate(parts)])
+    eorder = np.argsort(gid, kind="stable")
+    gid = gid[eorder]
+    starts = np.flatnonzero(_run_starts(gid))
+    count = _sum_runs(np.concatenate([p.count for p in parts])[eorder], starts)
+    total = _sum_runs(np.concatenate([p.sum for p in parts])[eorder], starts)
+    gid = gid[starts]
+    return TargetStats(
+        first.keys, first.kinds, k, sorted_keys[new], tuple(v[new] for v in values),
+        _indptr(gid // k, n_keys), (gid % k).astype(np.int16), count.astype(np.int64), total,
+        first.total_count, first.total_sum,
+    )
+
+
+def _concatenate(pieces: Sequence[TargetStats]) -> TargetStats:
+    """Statistics over consecutive key ranges joined into one (keys stay sorted)."""
+    if len(pieces) == 1:
+        return pieces[0]
+    first = pieces[0]
+    entries = np.cumsum([0, *(len(p.fold) for p in pieces)])
+    indptr = np.concatenate([pieces[0].indptr[:1]]
+                            + [p.indptr[1:] + entries[i] for i, p in enumerate(pieces)])
+    return TargetStats(
+        first.keys, first.kinds, first.n_folds, np.concatenate([p.key for p in pieces]),
+        tuple(np.concatenate(vs) for vs in zip(*(p.values for p in pieces), strict=True)),
+        indptr, np.concatenate([p.fold for p in pieces]),
+        np.concatenate([p.count for p in pieces]), np.concatenate([p.sum for p in pieces]),
+        first.total_count, first.total_sum,
+    )
