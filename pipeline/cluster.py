@@ -31,7 +31,9 @@ log = logging.getLogger(__name__)
 #: in on first touch: 295k page faults and 1.1 s of system time per 5,000-user recommend
 #: partition, a third of its wall time. With these, arrays up to 32 MiB (a few million rows per
 #: column) come from the heap and up to 128 MiB of freed heap is kept for the next partition, so
-#: memory stays bounded by the partition. A variable set in the environment wins.
+#: memory stays bounded by the partition. The feature tasks, whose partitions leave holes of mixed
+#: sizes in that heap, hand them back after each partition (``pipeline.memory``). A variable set
+#: in the environment wins.
 WORKER_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": 32 * 2**20, "MALLOC_TRIM_THRESHOLD_": 128 * 2**20}
 
 

@@ -24,6 +24,8 @@ import dask.dataframe as dd
 import pandas as pd
 from dask.dataframe.utils import make_meta
 
+from pipeline.memory import release_free_memory
+
 from .backend import like, to_pandas
 from .base import Op, PartitionContext
 from .plan import RAW, Plan, Step
@@ -155,11 +157,15 @@ class FitPass(_Runner):
 
 
 def _call_partition(plan: FitPass, frame: Any) -> Stats:
-    return plan.partition(frame)
+    stats = plan.partition(frame)
+    release_free_memory()  # the partition's temporaries (see pipeline.memory)
+    return stats
 
 
 def _call_merge(plan: FitPass, *parts: Stats) -> Stats:
-    return plan.merge(*parts)
+    merged = plan.merge(*parts)
+    release_free_memory()
+    return merged
 
 
 def ship(obj: Any, name: str) -> Any:
@@ -216,7 +222,11 @@ class TransformPass(_Runner):
 
 
 def _call_transform(frame: Any, plan: TransformPass) -> pd.DataFrame:
-    return plan(frame)
+    out = plan(frame)
+    # Every feature task ends with its freed temporaries handed back: a worker paused at its
+    # memory threshold by untrimmed free heap would otherwise never run the task that frees it.
+    release_free_memory()
+    return out
 
 
 def transform_data(data: Any, plan: Plan, out_of_fold: bool = False) -> Any:

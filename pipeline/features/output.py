@@ -18,6 +18,8 @@ import dask.dataframe as dd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.memory import release_free_memory
+
 from .backend import to_pandas
 from .base import ColumnSchema
 
@@ -39,7 +41,10 @@ def write_table(
         table, path, compression=compression, use_dictionary=use or False,
         row_group_size=256 * 1024,
     )
-    return table.num_rows
+    rows = table.num_rows
+    del table
+    release_free_memory()  # the partition's columns and buffers (see pipeline.memory)
+    return rows
 
 
 def to_parquet(
