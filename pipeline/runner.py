@@ -415,6 +415,8 @@ def workflow_fingerprint(spec: WorkflowSpec) -> str:
     different run. Where the work runs (``cluster``) and where run folders live (``run.dir``) are
     left out: neither changes the results, and a moved folder or a new cluster resumes."""
     dumped = spec.model_dump(mode="json", exclude={"cluster": True, "run": {"dir"}})
+    if dumped["ranker"].get("neural") is None:  # added later: unset, the hash stays as it was
+        dumped["ranker"].pop("neural", None)
     text = json.dumps(dumped, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
