@@ -136,9 +136,10 @@ def _run_rank(
                                       if device.type == "cuda" else None)
         history = train_epochs(ddp, loader, config, device)
         state = state_to_numpy(model.state_dict())
+        dist.barrier()  # every rank is done: no collective is left in flight
     finally:
         if dist.is_initialized():
-            dist.destroy_process_group()
+            _destroy_process_group()
         torch.set_num_threads(threads)
     out: dict[str, Any] = {"rank": rank, "worker": worker.address,
                            "digest": weights_digest(state), "batches": len(loader) * config.epochs,
@@ -146,6 +147,20 @@ def _run_rank(
     if rank == 0:
         out["state"] = state
     return out
+
+
+def _destroy_process_group(pause_s: float = 0.2) -> None:
+    """Destroy the process group once gloo's threads have let go of their finished work.
+
+    A gloo thread frees each finished collective itself, and that needs the GIL (the work keeps
+    Python references in its copy of the thread-local state), while ``~ProcessGroupGloo`` joins
+    those threads holding the GIL: destroyed too soon after the last collective, the two wait
+    for each other for ever and the frozen Dask worker stops heartbeating (on a loaded 2-core
+    host, within two or three trainings of one cluster). Sleeping releases the GIL so they can
+    finish first (30 trainings in a row then passed).
+    """
+    time.sleep(pause_s)
+    dist.destroy_process_group()
 
 
 def _rendezvous(address: str, rank: int, world_size: int, token: str,
