@@ -10,6 +10,7 @@ digest of its final weights so the client can check that they did.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import time
@@ -23,7 +24,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import torch
 import torch.distributed as dist
-from distributed import Client, Variable, get_client, get_worker
+from distributed import Client, Future, Variable, get_client, get_worker, wait
 from torch.nn.parallel import DistributedDataParallel
 
 from pipeline.errors import ConfigError, RecpipeError
@@ -91,7 +92,7 @@ def train_on_dask(
         for rank, addr in enumerate(addrs)
     ]
     try:
-        outputs = client.gather(futures)
+        outputs = _gather_while_workers_stay(client, futures, addrs)
     finally:
         Variable(f"recpipe-ddp-{token}", client=client).delete()
     results = [RankResult(**{k: v for k, v in out.items() if k != "state"}) for out in outputs]
@@ -105,6 +106,33 @@ def train_on_dask(
     ranker.model_ = model
     ranker.history_ = results[0].history
     return ranker, results
+
+
+def _gather_while_workers_stay(client: Client, futures: list[Future], workers: list[str],
+                               poll_s: float = 5.0) -> list[Any]:
+    """The ranks' results; the first rank error is raised as soon as it comes.
+
+    A rank is pinned to its worker: if that worker leaves (killed, out of memory), its task
+    would wait for ever for a worker that never comes back, and the other ranks in their
+    collectives with it. So the workers are checked every ``poll_s`` while ranks run, and the
+    training is cancelled with an error naming them when one has gone.
+    """
+    pending = list(futures)
+    while pending:
+        try:
+            done, not_done = wait(pending, timeout=poll_s, return_when="FIRST_COMPLETED")
+        except (TimeoutError, asyncio.TimeoutError):  # distinct classes before Python 3.11
+            gone = sorted(set(workers) - set(client.scheduler_info(n_workers=-1)["workers"]))
+            if gone:
+                client.cancel(futures)
+                raise RecpipeError(
+                    f"Dask worker(s) {', '.join(gone)} left during data-parallel training, so "
+                    "their ranks cannot finish; run again (the other ranks give up after the "
+                    "collective timeout)") from None
+            continue
+        client.gather([f for f in done if f.status == "error"])  # raises a rank's error
+        pending = list(not_done)
+    return client.gather(futures)
 
 
 def _run_rank(
