@@ -35,7 +35,6 @@ from pipeline.recommend.filters import pairs_isin, seen_pairs
 from pipeline.recommend.rank_features import (
     SIGNAL_FEATURES,
     add_signals,
-    feature_matrix,
     join_side_tables,
 )
 from pipeline.recommend.reorder import ORDER, ReorderPlan, boost_and_sort, diversify
@@ -47,7 +46,7 @@ from pipeline.recommend.topk import (
     first_k,
     top_k,
 )
-from pipeline.train.xgb import load_ranker, predict
+from pipeline.train.rankers import load_scorer
 
 
 @dataclass(frozen=True)
@@ -245,10 +244,8 @@ def recommend_lists(
     else:
         rows, encoded, history, users = candidate_rows(events, ctx, window_end, stats=stats)
         with _timed(stats, "rank"):
-            booster, features = load_ranker(model_dir)
             scored = rows[[USER, ITEM, "source"]].assign(
-                score=predict(booster, feature_matrix(encoded, features))
-            )
+                score=load_scorer(model_dir).score(encoded))
     with _timed(stats, "reorder"):
         lists = final_lists(scored, users, history, ctx, stats)
     return lists, stats

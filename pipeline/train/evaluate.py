@@ -44,8 +44,9 @@ from pipeline.train.baselines.common import ItemScorer
 from pipeline.train.baselines.ease import fit_ease
 from pipeline.train.baselines.logistic import LogisticModel, logistic_partition
 from pipeline.train.metrics import click_metrics, ranking_metrics
+from pipeline.train.rankers import labelled_scores
 from pipeline.train.tuning import tuned_params
-from pipeline.train.xgb import load_ranker, predict, train_xgboost
+from pipeline.train.xgb import train_xgboost
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +79,6 @@ def reseeded(rows: dd.DataFrame, seed: int, fraction: float) -> dd.DataFrame:
 
     meta = pd.DataFrame({c: pd.Series(dtype=t) for c, t in rows.dtypes.items()})
     return rows.map_partitions(split, meta=meta)
-
-
-def _xgb_scores(frame: pd.DataFrame, model_dir: str) -> pd.DataFrame:
-    booster, features = load_ranker(model_dir)
-    matrix = frame[features].to_numpy(dtype=np.float32, na_value=np.nan)
-    return pd.DataFrame({"label": frame["label"].to_numpy(), "score": predict(booster, matrix)})
 
 
 def _logistic_scores(frame: pd.DataFrame, model: LogisticModel) -> pd.DataFrame:
@@ -172,7 +167,7 @@ def evaluate_night(client: Client, spec: WorkflowSpec, data: NightData) -> dict[
         lists = map_user_partitions(events, recommend_partition, ctx, str(model_dir), end)
         runs["ranker"].append(measure(lists))
         if i == 0:
-            scores = held.map_partitions(_xgb_scores, str(model_dir),
+            scores = held.map_partitions(labelled_scores, str(model_dir),
                                          meta={"label": "f4", "score": "f4"})
             click["ranker"] = click_metrics(scores, probabilities=probabilities)
         lap("ranker")
