@@ -1,18 +1,18 @@
 """The evaluate stage: every model and baseline as per-user top-k lists on the temporal holdout,
 scored the same way (NDCG, Recall, MAP, coverage, on Dask), the ranker over several seeds.
 
-Seeds: seed 0 is the model the train stage saved; seed ``i > 0`` retrains on the same rows with
-XGBoost seed ``ranker.seed + i`` and a different (hashed) set of early-stopping users, so the
-spread covers both sources of run-to-run variation. Deterministic baselines run once (std 0).
-The verdict says whether the best ranker beats every baseline on NDCG@k by more than two
-standard deviations of the difference.
+Seeds: seed 0 is the model the train stage saved; seed ``i > 0`` retrains the same kind of
+ranker (XGBoost, DLRM or DCN-v2) on the same rows with seed ``ranker.seed + i`` and a different
+(hashed) set of validation users, so the spread covers both sources of run-to-run variation.
+Deterministic baselines run once (std 0). The verdict says whether the best ranker beats every
+baseline on NDCG@k by more than two standard deviations of the difference.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,9 +44,8 @@ from pipeline.train.baselines.common import ItemScorer
 from pipeline.train.baselines.ease import fit_ease
 from pipeline.train.baselines.logistic import LogisticModel, logistic_partition
 from pipeline.train.metrics import click_metrics, ranking_metrics
-from pipeline.train.rankers import labelled_scores
+from pipeline.train.rankers import labelled_scores, train_ranker
 from pipeline.train.tuning import tuned_params
-from pipeline.train.xgb import train_xgboost
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +65,7 @@ class NightData:
     features: list[str]
     model_dir: Path
     out: Path
+    schema: Mapping[str, Any] | None = None  # the feature workflow's (neural rankers need it)
 
 
 def reseeded(rows: dd.DataFrame, seed: int, fraction: float) -> dd.DataFrame:
@@ -159,11 +159,14 @@ def evaluate_night(client: Client, spec: WorkflowSpec, data: NightData) -> dict[
     for i in range(ev.seeds):
         model_dir = data.model_dir if i == 0 else data.out / f"ranker-seed-{i}"
         if i > 0:
-            seed_spec = spec.ranker.model_copy(update={
-                "seed": spec.ranker.seed + i,
-                "params": {**spec.ranker.params, **tuned_params(Path(data.model_dir))}})
-            train_xgboost(client, reseeded(rows, i, spec.ranker.validation_fraction),
-                          data.features, seed_spec, model_dir)
+            update: dict[str, Any] = {"seed": spec.ranker.seed + i}
+            if spec.ranker.is_neural:
+                update["warm_start"] = False  # each seed a fresh model, like XGBoost's
+            else:
+                update["params"] = {**spec.ranker.params, **tuned_params(Path(data.model_dir))}
+            seed_spec = spec.ranker.model_copy(update=update)
+            train_ranker(client, reseeded(rows, i, spec.ranker.validation_fraction),
+                         data.features, data.schema, seed_spec, model_dir)
         lists = map_user_partitions(events, recommend_partition, ctx, str(model_dir), end)
         runs["ranker"].append(measure(lists))
         if i == 0:
