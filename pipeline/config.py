@@ -333,17 +333,71 @@ class TuningSpec(_Strict):
     space: dict[str, ParamRange] = Field(default_factory=_default_space, min_length=1)
 
 
+Width = Annotated[int, Field(ge=1)]
+
+NEURAL_MODELS = ("dlrm", "dcn")
+
+
+class NeuralSpec(_Strict):
+    """Hyperparameters of the neural rankers (``ranker.model: dlrm`` or ``dcn``); the features
+    and embedding-table sizes come from the feature workflow, not from here."""
+
+    embedding_dim: int = Field(16, ge=1)
+    epochs: int = Field(2, ge=1)
+    batch_size: int = Field(4096, ge=1)
+    learning_rate: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    bottom_mlp: tuple[Width, ...] = Field((64,), description="DLRM: continuous -> embedding")
+    top_mlp: tuple[Width, ...] = Field((64, 32), description="DLRM: interactions -> logit")
+    cross_layers: int = Field(3, ge=0, description="DCN-v2 cross layers")
+    deep_mlp: tuple[Width, ...] = Field((128, 64), description="DCN-v2: after the crosses")
+    score_batch_size: int = Field(65_536, ge=1, description="candidate rows scored at a time")
+
+
 class RankerSpec(_Strict):
-    model: Literal["xgboost"] = "xgboost"
+    model: Literal["xgboost", "dlrm", "dcn"] = "xgboost"
     objective: Literal["binary:logistic", "rank:ndcg", "rank:pairwise"] = "binary:logistic"
     num_boost_round: int = Field(300, ge=1)
     early_stopping_rounds: int = Field(30, ge=1)
     validation_fraction: float = Field(0.2, gt=0, lt=1)
     params: dict[str, float | int | str] = Field(default_factory=dict)
     seed: int = 0
-    warm_start: bool = Field(False, description="continue boosting from the newest earlier "
-                             "night's model (its features must equal today's)")
+    warm_start: bool = Field(False, description="continue from the newest earlier night's "
+                             "model (its features must equal today's)")
     tuning: TuningSpec = TuningSpec()
+    neural: NeuralSpec | None = Field(None, description="dlrm / dcn settings (defaults if "
+                                      "omitted)")
+
+    @property
+    def is_neural(self) -> bool:
+        return self.model in NEURAL_MODELS
+
+    @property
+    def neural_settings(self) -> NeuralSpec:
+        return self.neural or NeuralSpec()
+
+    @model_validator(mode="after")
+    def _settings_fit_the_model(self) -> RankerSpec:
+        """Settings of the other kind of ranker would be silently ignored: refuse them."""
+        if not self.is_neural:
+            if self.neural is not None:
+                raise ValueError(f"ranker.neural applies to ranker.model dlrm or dcn, not "
+                                 f"{self.model}; drop it or choose a neural model")
+            return self
+        if self.objective != "binary:logistic":
+            raise ValueError(f"ranker.objective {self.objective} is an XGBoost objective; the "
+                             f"neural ranker {self.model} learns click probabilities (log loss): "
+                             "drop ranker.objective or set it to binary:logistic")
+        xgb_only = [k for k in ("num_boost_round", "early_stopping_rounds")
+                    if k in self.model_fields_set]
+        xgb_only += ["params"] if self.params else []
+        xgb_only += ["tuning"] if self.tuning.n_trials else []
+        if xgb_only:
+            keys = ", ".join(f"ranker.{k}" for k in xgb_only)
+            raise ValueError(f"{keys} apply to ranker.model xgboost only; {self.model} takes "
+                             "its settings under ranker.neural (embedding_dim, epochs, "
+                             "batch_size, learning_rate, ...)")
+        return self
 
 
 class RecommendSpec(_Strict):

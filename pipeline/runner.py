@@ -43,9 +43,9 @@ from pipeline.recommend.cooccurrence import fit_cooccurrence
 from pipeline.recommend.popularity import DAY, fit_popularity
 from pipeline.recommend.rank_features import SIGNAL_FEATURES
 from pipeline.recommend.rules import fallback_items
+from pipeline.train.rankers import train_ranker
 from pipeline.train.retrieval import fit_retrieval
 from pipeline.train.tuning import tune_xgboost
-from pipeline.train.xgb import train_xgboost
 
 log = logging.getLogger(__name__)
 
@@ -333,8 +333,8 @@ class NightlyRun:
     def train(self) -> dict[str, Any]:
         """Stack one block of labelled candidate rows per label window, then train."""
         split = self._split()
-        features = ranker_feature_columns(load_feature_workflow(self.paths.workflow),
-                                          self.spec.candidates)
+        workflow = load_feature_workflow(self.paths.workflow)
+        features = ranker_feature_columns(workflow, self.spec.candidates)
         ends = [split["holdout_start"], *split["label_starts"][:-1]]
         blocks = [
             map_user_partitions(self._events(), training_partition, self._context(start), end,
@@ -346,17 +346,18 @@ class NightlyRun:
         shutil.rmtree(self.paths.root / "train_rows", ignore_errors=True)
         rows.to_parquet(self.paths.root / "train_rows", write_index=False)
         rows = dd.read_parquet(self.paths.root / "train_rows")
-        base = self._incremental_base()  # incremental: boost on from the last good model
+        base = self._incremental_base()  # incremental: go on from the last good model
         warm = base / "model" if base is not None else None
         tuning: dict[str, Any] | None = None
         if self.spec.ranker.tuning.n_trials:
             report, tuning = tune_xgboost(self.client, rows, features, self.spec.ranker,
                                           self.paths.model, warm_start=warm)
         else:
-            report = train_xgboost(self.client, rows, features, self.spec.ranker,
-                                   self.paths.model, warm_start=warm)
-        return {"model": str(self.paths.model), "features": features,
-                "warm_start": str(warm) if warm else None, **report.__dict__, "tuning": tuning}
+            report = train_ranker(self.client, rows, features, workflow.output_schema,
+                                  self.spec.ranker, self.paths.model, warm_start=warm)
+        return {"model": str(self.paths.model), "ranker": self.spec.ranker.model,
+                "features": features, "warm_start": str(warm) if warm else None,
+                **report.__dict__, "tuning": tuning}
 
     def evaluate(self) -> dict[str, Any]:
         """The ranker (over ``evaluation.seeds`` seeds) and every baseline, as lists on the
@@ -364,15 +365,16 @@ class NightlyRun:
         from pipeline.train.evaluate import NightData, evaluate_night
 
         split = self._split()
-        features = ranker_feature_columns(load_feature_workflow(self.paths.workflow),
-                                          self.spec.candidates)
+        workflow = load_feature_workflow(self.paths.workflow)
+        features = ranker_feature_columns(workflow, self.spec.candidates)
 
         def training_rows() -> dd.DataFrame:  # the rows the train stage wrote
             return dd.read_parquet(self.paths.root / "train_rows")
 
         data = NightData(events=self._events(), split=split, context=self._context,
                          training_rows=training_rows, features=features,
-                         model_dir=self.paths.model, out=self.paths.root / "evaluation")
+                         model_dir=self.paths.model, out=self.paths.root / "evaluation",
+                         schema=workflow.output_schema)
         return evaluate_night(self.client, self.spec, data)
 
     def recommend(self) -> dict[str, Any]:
@@ -429,6 +431,8 @@ def workflow_fingerprint(spec: WorkflowSpec) -> str:
     different run. Where the work runs (``cluster``) and where run folders live (``run.dir``) are
     left out: neither changes the results, and a moved folder or a new cluster resumes."""
     dumped = spec.model_dump(mode="json", exclude={"cluster": True, "run": {"dir"}})
+    if dumped["ranker"].get("neural") is None:  # added later: unset, the hash stays as it was
+        dumped["ranker"].pop("neural", None)
     text = json.dumps(dumped, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

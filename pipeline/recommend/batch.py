@@ -37,7 +37,6 @@ from pipeline.recommend.rank_features import (
     EMBEDDING_SIGNALS,
     SIGNAL_FEATURES,
     add_signals,
-    feature_matrix,
     join_side_tables,
 )
 from pipeline.recommend.reorder import ORDER, ReorderPlan, boost_and_sort, diversify
@@ -49,7 +48,7 @@ from pipeline.recommend.topk import (
     first_k,
     top_k,
 )
-from pipeline.train.xgb import load_ranker, predict
+from pipeline.train.rankers import load_scorer
 
 
 @dataclass(frozen=True)
@@ -261,10 +260,8 @@ def recommend_lists(
     else:
         rows, encoded, history, users = candidate_rows(events, ctx, window_end, stats=stats)
         with _timed(stats, "rank"):
-            booster, features = load_ranker(model_dir)
             scored = rows[[USER, ITEM, "source"]].assign(
-                score=predict(booster, feature_matrix(encoded, features))
-            )
+                score=load_scorer(model_dir).score(encoded))
     with _timed(stats, "reorder"):
         lists = final_lists(scored, users, history, ctx, stats)
     return lists, stats

@@ -10,6 +10,7 @@ digest of its final weights so the client can check that they did.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import time
@@ -23,7 +24,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import torch
 import torch.distributed as dist
-from distributed import Client, Variable, get_client, get_worker
+from distributed import Client, Future, Variable, get_client, get_worker, wait
 from torch.nn.parallel import DistributedDataParallel
 
 from pipeline.errors import ConfigError, RecpipeError
@@ -91,7 +92,7 @@ def train_on_dask(
         for rank, addr in enumerate(addrs)
     ]
     try:
-        outputs = client.gather(futures)
+        outputs = _gather_while_workers_stay(client, futures, addrs)
     finally:
         Variable(f"recpipe-ddp-{token}", client=client).delete()
     results = [RankResult(**{k: v for k, v in out.items() if k != "state"}) for out in outputs]
@@ -105,6 +106,33 @@ def train_on_dask(
     ranker.model_ = model
     ranker.history_ = results[0].history
     return ranker, results
+
+
+def _gather_while_workers_stay(client: Client, futures: list[Future], workers: list[str],
+                               poll_s: float = 5.0) -> list[Any]:
+    """The ranks' results; the first rank error is raised as soon as it comes.
+
+    A rank is pinned to its worker: if that worker leaves (killed, out of memory), its task
+    would wait for ever for a worker that never comes back, and the other ranks in their
+    collectives with it. So the workers are checked every ``poll_s`` while ranks run, and the
+    training is cancelled with an error naming them when one has gone.
+    """
+    pending = list(futures)
+    while pending:
+        try:
+            done, not_done = wait(pending, timeout=poll_s, return_when="FIRST_COMPLETED")
+        except (TimeoutError, asyncio.TimeoutError):  # distinct classes before Python 3.11
+            gone = sorted(set(workers) - set(client.scheduler_info(n_workers=-1)["workers"]))
+            if gone:
+                client.cancel(futures)
+                raise RecpipeError(
+                    f"Dask worker(s) {', '.join(gone)} left during data-parallel training, so "
+                    "their ranks cannot finish; run again (the other ranks give up after the "
+                    "collective timeout)") from None
+            continue
+        client.gather([f for f in done if f.status == "error"])  # raises a rank's error
+        pending = list(not_done)
+    return client.gather(futures)
 
 
 def _run_rank(
@@ -136,9 +164,10 @@ def _run_rank(
                                       if device.type == "cuda" else None)
         history = train_epochs(ddp, loader, config, device)
         state = state_to_numpy(model.state_dict())
+        dist.barrier()  # every rank is done: no collective is left in flight
     finally:
         if dist.is_initialized():
-            dist.destroy_process_group()
+            _destroy_process_group()
         torch.set_num_threads(threads)
     out: dict[str, Any] = {"rank": rank, "worker": worker.address,
                            "digest": weights_digest(state), "batches": len(loader) * config.epochs,
@@ -146,6 +175,20 @@ def _run_rank(
     if rank == 0:
         out["state"] = state
     return out
+
+
+def _destroy_process_group(pause_s: float = 0.2) -> None:
+    """Destroy the process group once gloo's threads have let go of their finished work.
+
+    A gloo thread frees each finished collective itself, and that needs the GIL (the work keeps
+    Python references in its copy of the thread-local state), while ``~ProcessGroupGloo`` joins
+    those threads holding the GIL: destroyed too soon after the last collective, the two wait
+    for each other for ever and the frozen Dask worker stops heartbeating (on a loaded 2-core
+    host, within two or three trainings of one cluster). Sleeping releases the GIL so they can
+    finish first (30 trainings in a row then passed).
+    """
+    time.sleep(pause_s)
+    dist.destroy_process_group()
 
 
 def _rendezvous(address: str, rank: int, world_size: int, token: str,

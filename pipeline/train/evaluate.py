@@ -1,18 +1,18 @@
 """The evaluate stage: every model and baseline as per-user top-k lists on the temporal holdout,
 scored the same way (NDCG, Recall, MAP, coverage, on Dask), the ranker over several seeds.
 
-Seeds: seed 0 is the model the train stage saved; seed ``i > 0`` retrains on the same rows with
-XGBoost seed ``ranker.seed + i`` and a different (hashed) set of early-stopping users, so the
-spread covers both sources of run-to-run variation. Deterministic baselines run once (std 0).
-The verdict says whether the best ranker beats every baseline on NDCG@k by more than two
-standard deviations of the difference.
+Seeds: seed 0 is the model the train stage saved; seed ``i > 0`` retrains the same kind of
+ranker (XGBoost, DLRM or DCN-v2) on the same rows with seed ``ranker.seed + i`` and a different
+(hashed) set of validation users, so the spread covers both sources of run-to-run variation.
+Deterministic baselines run once (std 0). The verdict says whether the best ranker beats every
+baseline on NDCG@k by more than two standard deviations of the difference.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,8 +44,8 @@ from pipeline.train.baselines.common import ItemScorer
 from pipeline.train.baselines.ease import fit_ease
 from pipeline.train.baselines.logistic import LogisticModel, logistic_partition
 from pipeline.train.metrics import click_metrics, ranking_metrics
+from pipeline.train.rankers import labelled_scores, train_ranker
 from pipeline.train.tuning import tuned_params
-from pipeline.train.xgb import load_ranker, predict, train_xgboost
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,7 @@ class NightData:
     features: list[str]
     model_dir: Path
     out: Path
+    schema: Mapping[str, Any] | None = None  # the feature workflow's (neural rankers need it)
 
 
 def reseeded(rows: dd.DataFrame, seed: int, fraction: float) -> dd.DataFrame:
@@ -78,12 +79,6 @@ def reseeded(rows: dd.DataFrame, seed: int, fraction: float) -> dd.DataFrame:
 
     meta = pd.DataFrame({c: pd.Series(dtype=t) for c, t in rows.dtypes.items()})
     return rows.map_partitions(split, meta=meta)
-
-
-def _xgb_scores(frame: pd.DataFrame, model_dir: str) -> pd.DataFrame:
-    booster, features = load_ranker(model_dir)
-    matrix = frame[features].to_numpy(dtype=np.float32, na_value=np.nan)
-    return pd.DataFrame({"label": frame["label"].to_numpy(), "score": predict(booster, matrix)})
 
 
 def _logistic_scores(frame: pd.DataFrame, model: LogisticModel) -> pd.DataFrame:
@@ -164,15 +159,18 @@ def evaluate_night(client: Client, spec: WorkflowSpec, data: NightData) -> dict[
     for i in range(ev.seeds):
         model_dir = data.model_dir if i == 0 else data.out / f"ranker-seed-{i}"
         if i > 0:
-            seed_spec = spec.ranker.model_copy(update={
-                "seed": spec.ranker.seed + i,
-                "params": {**spec.ranker.params, **tuned_params(Path(data.model_dir))}})
-            train_xgboost(client, reseeded(rows, i, spec.ranker.validation_fraction),
-                          data.features, seed_spec, model_dir)
+            update: dict[str, Any] = {"seed": spec.ranker.seed + i}
+            if spec.ranker.is_neural:
+                update["warm_start"] = False  # each seed a fresh model, like XGBoost's
+            else:
+                update["params"] = {**spec.ranker.params, **tuned_params(Path(data.model_dir))}
+            seed_spec = spec.ranker.model_copy(update=update)
+            train_ranker(client, reseeded(rows, i, spec.ranker.validation_fraction),
+                         data.features, data.schema, seed_spec, model_dir)
         lists = map_user_partitions(events, recommend_partition, ctx, str(model_dir), end)
         runs["ranker"].append(measure(lists))
         if i == 0:
-            scores = held.map_partitions(_xgb_scores, str(model_dir),
+            scores = held.map_partitions(labelled_scores, str(model_dir),
                                          meta={"label": "f4", "score": "f4"})
             click["ranker"] = click_metrics(scores, probabilities=probabilities)
         lap("ranker")

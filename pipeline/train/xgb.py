@@ -198,6 +198,9 @@ def load_warm_start(model_dir: Path, features: list[str], objective: str) -> Any
         raise DataError(f"warm start: no ranker card at {card_path}; train without "
                         "ranker.warm_start once, or point it at a model folder")
     card = json.loads(card_path.read_text())
+    if card.get("kind", "xgboost") != "xgboost":
+        raise DataError(f"warm start: the model at {model_dir} is a {card.get('kind')} ranker, "
+                        "not an XGBoost one; set ranker.warm_start: false for one night")
     if list(card["features"]) != list(features):
         old, new = card["features"], features
         raise DataError(
