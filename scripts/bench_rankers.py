@@ -14,7 +14,17 @@ model gets the categoricals in the form it can use:
 Prints test AUC, log loss and training seconds beside the AUC of the true click probabilities
 (the ceiling). Last line: JSON.
 
+``--clicklog-rows N`` runs the comparison on the feature benchmark's click log instead
+(``scripts/gen_clicklog.py``: N rows in files of 1M, timestamps increasing): the last file is the
+test set (a temporal split), the feature benchmark's workflow (``scripts/bench_features.py``:
+Categorify, FillMedian >> Normalize, out-of-fold TargetEncoding) is fitted on the rest on a
+2-worker Dask cluster, and all three models read its output: XGBoost and logistic regression
+every transformed column (codes, normalised values, target encodings), DCN-v2 the codes through
+embeddings sized by the workflow's output schema and the rest as continuous inputs. That log has
+no known truth, so no ceiling is printed.
+
     python scripts/bench_rankers.py --rows 200000
+    python scripts/bench_rankers.py --clicklog-rows 10000000 --epochs 1 --batch-size 65536
 """
 
 from __future__ import annotations
@@ -97,6 +107,90 @@ def logistic_scores(train: pd.DataFrame, test: pd.DataFrame, cats: list[str],
     return model.predict(workflow.transform(test))
 
 
+def clicklog_comparison(args: argparse.Namespace) -> dict[str, Any]:
+    """XGBoost, DCN-v2 and logistic regression on the feature benchmark's click log."""
+    import xgboost as xgb
+    from distributed import Client, LocalCluster
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_features import CATS, build_workflow
+    from gen_clicklog import generate
+
+    from pipeline.cluster import worker_malloc_settings
+    from pipeline.features.output import to_parquet
+
+    files = generate(args.clicklog_rows, Path(f"/tmp/recpipe-bench/clicklog-{args.clicklog_rows}"))
+    if len(files) < 2:
+        raise SystemExit("--clicklog-rows needs at least two files (2,000,000 rows)")
+    out: dict[str, Any] = {"data": "clicklog", "rows": args.clicklog_rows,
+                           "train_files": len(files) - 1, "test_files": 1,
+                           "epochs": args.epochs, "batch_size": args.batch_size}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        t0 = time.perf_counter()
+        with (worker_malloc_settings(),
+              LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster,
+              Client(cluster)):
+            workflow = build_workflow()
+            train = workflow.fit_transform(dd.read_parquet([str(f) for f in files[:-1]]))
+            to_parquet(train, root / "train", workflow.output_schema)
+            to_parquet(workflow.transform(dd.read_parquet(str(files[-1]))), root / "test",
+                       workflow.output_schema)
+        out["features_s"] = round(time.perf_counter() - t0, 1)
+        schema = workflow.output_schema
+        continuous = [c for c in schema if c not in (*CATS, "timestamp", LABEL)]
+        features = [*CATS, *continuous]
+        test = pd.read_parquet(root / "test", columns=[*features, LABEL])
+        labels = test[LABEL].to_numpy()
+        print(f"features fitted and written in {out['features_s']} s; "
+              f"train {args.clicklog_rows - len(test):,} rows, test {len(test):,}")
+
+        def xgboost_model() -> np.ndarray:
+            frame = pd.read_parquet(root / "train", columns=[*features, LABEL])
+            x = frame[features].to_numpy(dtype=np.float32)
+            y = frame[LABEL].to_numpy()
+            del frame
+            cut = int(len(x) * 0.9)  # rows are in time order: the latest 10% early-stop
+            fit = xgb.QuantileDMatrix(x[:cut], y[:cut], feature_names=features)
+            valid = xgb.QuantileDMatrix(x[cut:], y[cut:], ref=fit, feature_names=features)
+            del x
+            params = {"objective": "binary:logistic", "tree_method": "hist",
+                      "eval_metric": "logloss", "max_depth": 8, "eta": 0.1,
+                      "nthread": args.threads, "seed": args.seed}
+            booster = xgb.train(params, fit, num_boost_round=args.xgb_rounds,
+                                evals=[(valid, "valid")], early_stopping_rounds=20,
+                                verbose_eval=False)
+            out["xgboost_trees"] = booster.best_iteration + 1
+            return booster.inplace_predict(test[features].to_numpy(dtype=np.float32),
+                                           iteration_range=(0, booster.best_iteration + 1))
+
+        def dcn_model() -> np.ndarray:
+            cards = tuple(int(schema[c]["cardinality"]) for c in CATS)
+            config = NeuralConfig(tuple(CATS), cards, tuple(continuous), LABEL, model="dcn",
+                                  epochs=args.epochs, batch_size=args.batch_size,
+                                  learning_rate=2e-3, seed=args.seed)
+            ranker = NeuralRanker(config, device="cpu").fit(root / "train")
+            return ranker.predict_parquet(root / "test")[0]
+
+        def logistic_model() -> np.ndarray:
+            rows = dd.read_parquet(root / "train", columns=[*features, LABEL])
+            rows = rows.astype({c: "f8" for c in features}).persist()
+            model = fit_logistic(rows, features, label=LABEL)
+            return model.predict(test)
+
+        for name, fit_and_score in (("xgboost", xgboost_model), ("dcn", dcn_model),
+                                    ("logistic", logistic_model)):
+            t0 = time.perf_counter()
+            scores = np.asarray(fit_and_score(), dtype=np.float64)
+            seconds = time.perf_counter() - t0
+            out[name] = {"auc": round(auc(labels, scores), 4),
+                         "logloss": round(logloss(labels, scores), 4),
+                         "train_s": round(seconds, 1)}
+            print(f"{name:9s} AUC {out[name]['auc']:.4f}  logloss {out[name]['logloss']:.4f}  "
+                  f"fit + score {seconds:.1f} s")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=200_000)
@@ -106,8 +200,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--xgb-rounds", type=int, default=500)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--clicklog-rows", type=int, default=0,
+                    help="compare on the feature benchmark's click log of this many rows")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.clicklog_rows:
+        print(json.dumps(clicklog_comparison(args)))
+        return 0
     dask.config.set(scheduler="threads", num_workers=args.threads)
     out: dict[str, Any] = {"rows": args.rows, "test_rows": args.test_rows,
                            "epochs": args.epochs, "batch_size": args.batch_size}

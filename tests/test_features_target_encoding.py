@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.errors import ConfigError, DataError
 from pipeline.features import Categorify, TargetEncoding, Workflow
-from pipeline.features.folds import fold_ids
+from pipeline.features.folds import fold_ids, row_fold_hash
 
 TRAIN = pd.DataFrame(
     {
@@ -48,8 +48,7 @@ def test_te_reads_raw_keys_even_when_categorify_replaces_them() -> None:
 
 def reference_oof(frame: pd.DataFrame, p: float, kfold: int, seed: int) -> np.ndarray:
     """Plain pandas: per fold, encode its rows from the other folds' rows only."""
-    own = frame[sorted(["item_id", "relevant"])]
-    folds = fold_ids(pd.util.hash_pandas_object(own, index=False).to_numpy(), seed, kfold)
+    folds = fold_ids(row_fold_hash(frame, ["item_id"]), seed, kfold)
     out = np.empty(len(frame))
     for f in range(kfold):
         rest = frame[folds != f]
@@ -119,3 +118,15 @@ def test_all_null_target_is_a_data_error() -> None:
 def test_bad_parameters(params: dict) -> None:
     with pytest.raises(ConfigError):
         TargetEncoding(**params)
+
+
+def test_out_of_fold_encodings_do_not_anticorrelate_with_the_label() -> None:
+    """Folds must not depend on the target: with the label in the fold hash, one key's positives
+    shared a fold, so each positive's encoding left out exactly the other positives."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"item_id": np.zeros(2000, dtype=np.int64),
+                          "relevant": rng.integers(0, 2, 2000).astype(np.float64)})
+    out = Workflow([TargetEncoding(["item_id"], target="relevant", kfold=5)]).fit_transform(frame)
+    corr = np.corrcoef(out["TE_item_id_relevant"], frame["relevant"])[0, 1]
+    assert abs(corr) < 0.1, corr
+    assert out["TE_item_id_relevant"].nunique() == 5  # one value per fold of the single key

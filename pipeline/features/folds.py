@@ -1,14 +1,23 @@
 """Deterministic k-fold assignment for out-of-fold target encoding.
 
-A row's fold is a stable hash of (seed, the row's values in every column, columns in name order)
-modulo k. It depends on neither the partitioning nor the index (Parquet partitions often restart
-their index at 0), so a pandas and a Dask ``fit_transform`` of the same rows agree. Identical rows
-share a fold, which is harmless: they would leak each other's target otherwise.
+A row's fold is a stable hash of (seed, the row's group-key values, its index label) modulo k.
+The target must stay out of it: with the label in the hash, rows of one key with the same label
+share a fold, so a positive row's out-of-fold encoding leaves out exactly the key's other
+positives. Encodings then anti-correlate with the row's own label, a pattern a model learns on
+training rows and that no scored row has (on the feature benchmark's click log, the user x item
+encoding took XGBoost's test AUC from 0.76 to 0.64 while its validation AUC on training rows
+rose to 0.80). Keys alone would put all of a key's rows in one fold (its out-of-fold encoding is
+then always the prior), so the index label tells a key's rows apart: within one
+``fit_transform`` every pass sees the same partitions and index, and a Dask frame made from a
+pandas one keeps its index, so both give the same folds.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+import pandas as pd
 
 from .backend import hash_values
 
@@ -22,3 +31,9 @@ def fold_ids(row_hash: np.ndarray, seed: int, kfold: int) -> np.ndarray:
     """Fold in ``[0, kfold)`` of each row, from its row hash."""
     mixed = hash_values(row_hash ^ seed_salt(seed))
     return (mixed % np.uint64(kfold)).astype(np.int64)
+
+
+def row_fold_hash(frame: pd.DataFrame, keys: Sequence[str]) -> np.ndarray:
+    """Per-row hash of ``frame``'s ``keys`` columns (name order) and its index label."""
+    own = frame[sorted(keys)]
+    return pd.util.hash_pandas_object(own, index=True).to_numpy(dtype=np.uint64)

@@ -20,7 +20,7 @@ from .base import (
     columns_of,
     groups_param,
 )
-from .folds import fold_ids
+from .folds import fold_ids, row_fold_hash
 from .group_keys import GroupKeys, group_keys
 from .keys import KeyKind, fitted_kinds
 from .te_stats import TargetStats
@@ -127,9 +127,7 @@ class TargetEncoding(Op):
     def _folds(self, frame: pd.DataFrame, ctx: PartitionContext) -> np.ndarray | None:
         if not ctx.out_of_fold or self.kfold < 2:
             return None
-        own = frame[sorted(self.input_columns)]
-        row_hash = pd.util.hash_pandas_object(own, index=False).to_numpy(dtype=np.uint64)
-        return fold_ids(row_hash, self.seed, self.kfold)
+        return fold_ids(row_fold_hash(frame, self.required_columns), self.seed, self.kfold)
 
     def _keys(self, frame: pd.DataFrame, group: tuple[str, ...]) -> GroupKeys:
         return group_keys(frame, group, [self.kinds_[c] for c in group], self._where())
