@@ -107,6 +107,21 @@ def logistic_scores(train: pd.DataFrame, test: pd.DataFrame, cats: list[str],
     return model.predict(workflow.transform(test))
 
 
+def fit_and_score_each(models: dict[str, Any], labels: np.ndarray) -> dict[str, Any]:
+    """Run each ``fit_and_score`` callable; its test AUC, log loss and seconds, printed too."""
+    out: dict[str, Any] = {}
+    for name, fit_and_score in models.items():
+        t0 = time.perf_counter()
+        scores = np.asarray(fit_and_score(), dtype=np.float64)
+        seconds = time.perf_counter() - t0
+        out[name] = {"auc": round(auc(labels, scores), 4),
+                     "logloss": round(logloss(labels, scores), 4),
+                     "train_s": round(seconds, 1)}
+        print(f"{name:9s} AUC {out[name]['auc']:.4f}  logloss {out[name]['logloss']:.4f}  "
+              f"fit + score {seconds:.1f} s")
+    return out
+
+
 def clicklog_comparison(args: argparse.Namespace) -> dict[str, Any]:
     """XGBoost, DCN-v2 and logistic regression on the feature benchmark's click log."""
     import xgboost as xgb
@@ -178,16 +193,8 @@ def clicklog_comparison(args: argparse.Namespace) -> dict[str, Any]:
             model = fit_logistic(rows, features, label=LABEL)
             return model.predict(test)
 
-        for name, fit_and_score in (("xgboost", xgboost_model), ("dcn", dcn_model),
-                                    ("logistic", logistic_model)):
-            t0 = time.perf_counter()
-            scores = np.asarray(fit_and_score(), dtype=np.float64)
-            seconds = time.perf_counter() - t0
-            out[name] = {"auc": round(auc(labels, scores), 4),
-                         "logloss": round(logloss(labels, scores), 4),
-                         "train_s": round(seconds, 1)}
-            print(f"{name:9s} AUC {out[name]['auc']:.4f}  logloss {out[name]['logloss']:.4f}  "
-                  f"fit + score {seconds:.1f} s")
+        out.update(fit_and_score_each({"xgboost": xgboost_model, "dcn": dcn_model,
+                                        "logistic": logistic_model}, labels))
     return out
 
 
@@ -227,15 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             "dcn": lambda: dcn_scores(root, schema, args),
             "logistic": lambda: logistic_scores(train, test, cats, conts),
         }
-        for name, fit_and_score in models.items():
-            t0 = time.perf_counter()
-            scores = np.asarray(fit_and_score(), dtype=np.float64)
-            seconds = time.perf_counter() - t0
-            out[name] = {"auc": round(auc(labels, scores), 4),
-                         "logloss": round(logloss(labels, scores), 4),
-                         "train_s": round(seconds, 1)}
-            print(f"{name:9s} AUC {out[name]['auc']:.4f}  logloss {out[name]['logloss']:.4f}  "
-                  f"fit + score {seconds:.1f} s")
+        out.update(fit_and_score_each(models, labels))
     print(json.dumps(out))
     return 0
 
