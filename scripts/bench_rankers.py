@@ -42,7 +42,6 @@ import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 import torch
-from scipy.stats import rankdata
 
 from pipeline.features import TargetEncoding, Workflow
 from pipeline.train.baselines.logistic import fit_logistic
@@ -51,20 +50,10 @@ from pipeline.train.neural import NeuralConfig
 from pipeline.train.neural.ranker import NeuralRanker
 from pipeline.train.synthetic_clicks import write_click_log
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_neural import auc, logloss  # noqa: E402  (the same exact AUC and log loss)
+
 LABEL = "click"
-
-
-def auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Exact AUC, ties counted half (Mann-Whitney U)."""
-    ranks = rankdata(scores)
-    pos = labels == 1
-    n_pos, n_neg = pos.sum(), (~pos).sum()
-    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def logloss(labels: np.ndarray, p: np.ndarray) -> float:
-    p = np.clip(p, 1e-7, 1 - 1e-7)
-    return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log1p(-p)))
 
 
 def xgboost_scores(train: pd.DataFrame, test: pd.DataFrame, cats: list[str],
@@ -125,10 +114,8 @@ def fit_and_score_each(models: dict[str, Any], labels: np.ndarray) -> dict[str, 
 def clicklog_comparison(args: argparse.Namespace) -> dict[str, Any]:
     """XGBoost, DCN-v2 and logistic regression on the feature benchmark's click log."""
     import xgboost as xgb
-    from distributed import Client, LocalCluster
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_features import CATS, build_workflow
+    from distributed import Client, LocalCluster
     from gen_clicklog import generate
 
     from pipeline.cluster import worker_malloc_settings

@@ -26,7 +26,7 @@ import pandas as pd
 from distributed import Client
 
 from pipeline.config import RankerSpec
-from pipeline.errors import ConfigError, DataError
+from pipeline.errors import ConfigError
 from pipeline.train import checkpoint
 from pipeline.train.distributed import train_on_dask
 from pipeline.train.loader import list_partitions
@@ -35,7 +35,7 @@ from pipeline.train.neural.config import NeuralConfig
 from pipeline.train.neural.inputs import LABEL, RankerInputs
 from pipeline.train.neural.scorer import load_neural_scorer
 from pipeline.train.rankers import NEURAL, ranker_card, write_ranker_card
-from pipeline.train.xgb import check_labels, previous_night_model
+from pipeline.train.xgb import previous_night_model, training_row_counts
 
 log = logging.getLogger(__name__)
 
@@ -78,19 +78,7 @@ def train_neural(
     earlier night's) starts from that checkpoint's weights and input scaling; its features,
     table sizes and architecture must equal today's.
     """
-    label = rows["label"]
-    counts, low, high, fractional = dask.compute(
-        rows.groupby("is_valid")["label"].agg(["size", "sum"]), label.min(), label.max(),
-        (label != label.round()).sum())
-    check_labels("binary:logistic", float(low), float(high), int(fractional))
-    n_train = int(counts["size"].get(False, 0))
-    n_valid = int(counts["size"].get(True, 0))
-    positives = int(counts["sum"].sum())
-    if n_train == 0 or positives == 0:
-        raise DataError(
-            f"the ranker has {n_train} training rows with {positives} positives: no candidate "
-            "was interacted with in the label window. Widen split.label_days or the candidate "
-            "counts in the workflow file")
+    n_train, n_valid, positives = training_row_counts(rows, "binary:logistic")
     previous = warm_start if warm_start is not None else (
         previous_night_model(out.parent) if spec.warm_start else None)
     train = rows[~rows["is_valid"]]

@@ -59,23 +59,10 @@ def train_xgboost(
     import xgboost.dask as dxgb
 
     rows = pin_partitions(client, rows)
-    label = rows["label"]
-    counts, low, high, fractional = dask.compute(
-        rows.groupby("is_valid")["label"].agg(["size", "sum"]), label.min(), label.max(),
-        (label != label.round()).sum())
-    check_labels(spec.objective, float(low), float(high), int(fractional))
+    n_train, n_valid, positives = training_row_counts(rows, spec.objective)
     previous = warm_start if warm_start is not None else (
         previous_night_model(out.parent) if spec.warm_start else None)
     base = load_warm_start(previous, features, spec.objective) if previous else None
-    n_train = int(counts["size"].get(False, 0))
-    n_valid = int(counts["size"].get(True, 0))
-    positives = int(counts["sum"].sum())
-    if n_train == 0 or positives == 0:
-        raise DataError(
-            f"the ranker has {n_train} training rows with {positives} positives: no candidate "
-            "was interacted with in the label window. Widen split.label_days or the candidate "
-            "counts in the workflow file"
-        )
     train, valid = rows[~rows["is_valid"]], rows[rows["is_valid"]]
     ranking = spec.objective.startswith("rank:")
 
@@ -161,6 +148,26 @@ def save_ranker(booster: Any, features: list[str], out: Path, info: dict[str, An
     booster.save_model(str(out / MODEL_FILE))
     card = {"format_version": 1, "kind": "xgboost", "features": features, **info}
     (out / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
+
+
+def training_row_counts(rows: dd.DataFrame, objective: str) -> tuple[int, int, int]:
+    """(training rows, validation rows, positives) of ranker rows, after checking that the
+    labels suit ``objective`` and that there is something to learn from (clear errors)."""
+    label = rows["label"]
+    counts, low, high, fractional = dask.compute(
+        rows.groupby("is_valid")["label"].agg(["size", "sum"]), label.min(), label.max(),
+        (label != label.round()).sum())
+    check_labels(objective, float(low), float(high), int(fractional))
+    n_train = int(counts["size"].get(False, 0))
+    n_valid = int(counts["size"].get(True, 0))
+    positives = int(counts["sum"].sum())
+    if n_train == 0 or positives == 0:
+        raise DataError(
+            f"the ranker has {n_train} training rows with {positives} positives: no candidate "
+            "was interacted with in the label window. Widen split.label_days or the candidate "
+            "counts in the workflow file"
+        )
+    return n_train, n_valid, positives
 
 
 def check_labels(objective: str, low: float, high: float, fractional: int) -> None:
