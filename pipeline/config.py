@@ -230,6 +230,11 @@ class EmbeddingSpec(_Strict):
     search: Literal["auto", "exact", "faiss"] = "auto"
     faiss_min_items: int = Field(200_000, ge=1)
 
+    def model_params(self) -> dict[str, Any]:
+        """The retrieval model's training parameters (``BPRRetrieval``'s keyword arguments)."""
+        return self.model_dump(include={"dim", "epochs", "learning_rate", "reg", "batch_size",
+                                        "seed"})
+
 
 class CandidatesSpec(_Strict):
     popularity: PopularitySpec = PopularitySpec()

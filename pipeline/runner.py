@@ -195,8 +195,7 @@ class NightlyRun:
                                           cand.cooccurrence.neighbors)
         embedding_dir = None
         if cand.embedding is not None:
-            params = cand.embedding.model_dump(include={"dim", "epochs", "learning_rate", "reg",
-                                                        "batch_size", "seed"})
+            params = cand.embedding.model_params()
             embedding_dir = str(fit_retrieval(events, cutoff, params,
                                               self.paths.retrieval(cutoff), TIME))
         users, items = self._side_tables()

@@ -110,8 +110,7 @@ def night_context(events: dd.DataFrame, cutoff: int, items: pd.DataFrame, spec: 
                                   spec.cooccurrence.neighbors)
     embedding_dir = None
     if spec.embedding is not None:
-        params = spec.embedding.model_dump(include={"dim", "epochs", "learning_rate", "reg",
-                                                    "batch_size", "seed"})
+        params = spec.embedding.model_params()
         embedding_dir = str(fit_retrieval(events, cutoff, params, root / f"retrieval-{cutoff}",
                                           TIME))
     return NightContext(cutoff=cutoff, popular=popular, neighbours=neighbours, users=None,

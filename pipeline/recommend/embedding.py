@@ -150,11 +150,10 @@ def resolve_search(search: Search, n_items: int, faiss_min_items: int) -> str:
 
 
 def _import_faiss() -> Any:
-    try:
-        import faiss
-    except ImportError as exc:
+    faiss = _optional_faiss()
+    if faiss is None:
         raise ConfigError("candidates.embedding.search is 'faiss' but faiss is not installed: "
-                          "pip install faiss-cpu (or set search: exact)") from exc
+                          "pip install faiss-cpu (or set search: exact)")
     return faiss
 
 
