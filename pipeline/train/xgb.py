@@ -18,6 +18,7 @@ from distributed import Client, wait
 
 from pipeline.config import RankerSpec
 from pipeline.errors import DataError
+from pipeline.train.collective import train_on_cluster
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def train_xgboost(
     metrics = ["auc", "ndcg@10"] if ranking else ["auc", "logloss"]
     params = {**DEFAULT_PARAMS, **spec.params, "objective": spec.objective,
               "eval_metric": metrics, "seed": spec.seed, "nthread": 1}
-    output = dxgb.train(
+    output = train_on_cluster(
         client, params, dtrain, num_boost_round=spec.num_boost_round, evals=evals,
         early_stopping_rounds=spec.early_stopping_rounds if n_valid else None,
         verbose_eval=False, xgb_model=base,
