@@ -8,10 +8,10 @@ reaches the thread, whatever the handler's flags. XGBoost does not retry it, so 
 wrong moment fails the whole training ("Failed to bootstrap the communication group ... recv
 Interrupted system call"); nothing is trained or written by then, so starting again is safe.
 A worker whose peer failed that way keeps waiting for the tracker, holding its Dask thread, for
-the collective timeout (``COLLECTIVE_TIMEOUT_S``; XGBoost's default is 30 minutes). A retry
-therefore first waits for the failed attempt's tasks to end: started earlier, the retry's task
-for that worker would queue behind the stuck one, or be moved by Dask to the other worker, which
-XGBoost refuses.
+the collective timeout (``COLLECTIVE_TIMEOUT_S``; with XGBoost's default, CI saw it wait over
+15 minutes). A retry therefore first waits for the failed attempt's tasks to end: started
+earlier, the retry's task for that worker would queue behind the stuck one, or be moved by Dask
+to the other worker, which XGBoost refuses.
 """
 
 from __future__ import annotations
