@@ -1,5 +1,6 @@
-"""XGBoost's communication group on a real Dask cluster: a signal that interrupts its start-up
-(``recv`` fails with EINTR) is retried, and other errors are not."""
+"""XGBoost's communication group on a real Dask cluster: a worker stopped and resumed during
+its start-up (``recv`` fails with EINTR, as on a CI host that pauses processes) is retried, and
+other errors are not."""
 
 from __future__ import annotations
 
@@ -19,56 +20,61 @@ from pipeline.train.collective import is_startup_failure, root_cause
 from pipeline.train.xgb import train_xgboost
 from tests.helpers import FEATURES, ranker_rows
 
-STORM_SIGNAL = signal.SIGUSR1
+
+class _RetryWatch(logging.Handler):
+    """Sets ``retried`` when the trainer logs that it starts again."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.retried = threading.Event()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "starting again" in record.getMessage():
+            self.messages.append(record.getMessage())
+            self.retried.set()
 
 
-def _start_signal_storm(seconds: float, period_s: float = 0.002) -> None:
-    """On a worker's event-loop (main) thread: give ``STORM_SIGNAL`` a no-op handler, then
-    send it to every other thread of the process for ``seconds``, as a stray signal would."""
-    import ctypes
+def _pause_until(pid: int, done: threading.Event, limit_s: float) -> threading.Thread:
+    """Stop and continue process ``pid`` every few milliseconds until ``done`` (or ``limit_s``):
+    what a debugger or profiler attaching (ptrace), a cgroup freezer or a paused VM does to it.
+    On Linux a ``recv`` with a receive timeout then fails with EINTR, with no signal handler."""
 
-    signal.signal(STORM_SIGNAL, lambda *_: None)
-    libc = ctypes.CDLL(None, use_errno=True)
-    tgkill = 234  # x86-64 syscall number; the test is skipped elsewhere
+    def pause() -> None:
+        end = time.monotonic() + limit_s
+        while not done.is_set() and time.monotonic() < end:
+            os.kill(pid, signal.SIGSTOP)
+            time.sleep(0.001)
+            os.kill(pid, signal.SIGCONT)
+            time.sleep(0.002)
 
-    def storm() -> None:
-        pid, me = os.getpid(), threading.get_native_id()
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            for tid in os.listdir(f"/proc/{pid}/task"):
-                if int(tid) != me:
-                    libc.syscall(tgkill, pid, int(tid), STORM_SIGNAL)
-            time.sleep(period_s)
-
-    threading.Thread(target=storm, name="signal-storm", daemon=True).start()
+    thread = threading.Thread(target=pause, name="pause-worker", daemon=True)
+    thread.start()
+    return thread
 
 
-def _restore_default_handler() -> None:
-    signal.signal(STORM_SIGNAL, signal.SIG_DFL)
-
-
-@pytest.mark.skipif(os.uname().machine != "x86_64" or not os.path.isdir("/proc/self/task"),
-                    reason="sends signals to single threads with Linux x86-64's tgkill")
-def test_a_signal_during_start_up_is_retried(dask_client: Any, tmp_path: Path,
-                                             caplog: pytest.LogCaptureFixture,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="needs POSIX stop/continue signals")
+def test_a_worker_paused_during_start_up_is_retried(dask_client: Any, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     # The worker left waiting by its failed peer gives up after the collective timeout.
     monkeypatch.setattr(collective, "COLLECTIVE_TIMEOUT_S", 5)
     spec = RankerSpec(num_boost_round=20, early_stopping_rounds=5,
                       params={"max_depth": 2, "eta": 0.3})
     rows = dask_client.persist(ranker_rows())
-    one_worker = sorted(dask_client.scheduler_info(n_workers=-1)["workers"])[-1]
-    # The storm outlasts the first attempt (which fails within a second) but not the backoff.
-    dask_client.run(_start_signal_storm, 0.6, workers=[one_worker])
+    pids = dask_client.run(os.getpid)
+    watch = _RetryWatch()
+    log = logging.getLogger(collective.__name__)
+    log.addHandler(watch)
+    # Pause one worker until the first attempt has failed; the retry then runs undisturbed.
+    pausing = _pause_until(pids[sorted(pids)[-1]], watch.retried, limit_s=60)
     try:
-        with caplog.at_level(logging.WARNING, logger="pipeline.train.collective"):
-            report = train_xgboost(dask_client, rows, FEATURES, spec, tmp_path / "model")
+        report = train_xgboost(dask_client, rows, FEATURES, spec, tmp_path / "model")
     finally:
-        time.sleep(0.7)  # the storm thread has stopped before the handler goes
-        dask_client.run(_restore_default_handler, workers=[one_worker])
-    retries = [r.getMessage() for r in caplog.records if "starting again" in r.getMessage()]
-    assert retries, "the storm did not interrupt the start-up: the test proves nothing"
-    assert "Interrupted system call" in retries[0]
+        watch.retried.set()
+        pausing.join()
+        log.removeHandler(watch)
+    assert watch.messages, "the pauses did not interrupt the start-up: the test proves nothing"
+    assert "attempt 1 of 3" in watch.messages[0] and len(watch.messages) == 1
     assert report.train_rows == 1600 and (tmp_path / "model" / "model.json").is_file()
 
 

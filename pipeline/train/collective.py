@@ -3,10 +3,12 @@ lost peer ends in an error instead of a hang.
 
 ``xgboost.dask.train`` first forms a communication group: every worker connects to a tracker on
 the scheduler, then to its ring neighbours. Those connections block in ``recv`` with a receive
-timeout set, and on Linux such a call fails with ``EINTR`` whenever a signal with a handler
-reaches the thread, whatever the handler's flags. XGBoost does not retry it, so one signal at the
-wrong moment fails the whole training ("Failed to bootstrap the communication group ... recv
-Interrupted system call"); nothing is trained or written by then, so starting again is safe.
+timeout set, and on Linux such a call fails with ``EINTR`` when a signal with a handler reaches
+the thread, whatever the handler's flags, and also when the process is stopped and resumed, with
+no handler at all (a profiler or debugger attaching with ptrace, a cgroup freezer, a paused VM).
+XGBoost does not retry it, so one pause at the wrong moment fails the whole training ("Failed to
+bootstrap the communication group ... recv Interrupted system call", as CI saw); nothing is
+trained or written by then, so starting again is safe.
 A worker whose peer failed that way keeps waiting for the tracker, holding its Dask thread, for
 the collective timeout (``COLLECTIVE_TIMEOUT_S``; with XGBoost's default, CI saw it wait over
 15 minutes). A retry therefore first waits for the failed attempt's tasks to end: started
