@@ -49,30 +49,49 @@ TARGET, P_SMOOTH, KFOLD = "click", 20.0, 5
 
 
 class MemWatch:
-    """Peak RSS of this process and all its descendants, sampled in a background thread."""
+    """Peak RSS of this process and all its descendants, sampled in a background thread, with
+    each process's share at that peak (where the memory goes)."""
 
     def __init__(self, interval: float = 0.05) -> None:
         self.proc, self.interval, self.peak = psutil.Process(), interval, 0
+        self.peak_parts: dict[str, int] = {}
+        self.peak_time = time.perf_counter()
         self._stop = threading.Event()
         threading.Thread(target=self._run, daemon=True).start()
 
-    def rss(self) -> int:
-        total = 0
+    def parts(self) -> dict[str, int]:
+        """RSS by process: this one is ``client`` (with the scheduler and nannies in it), the
+        others are named by their command (Dask workers, the resource tracker)."""
+        out = {}
         for p in [self.proc, *self.proc.children(recursive=True)]:
             with contextlib.suppress(psutil.Error):
-                total += p.memory_info().rss
-        return total
+                name = "client" if p.pid == self.proc.pid else (
+                    "worker" if "spawn_main" in " ".join(p.cmdline()) else p.name())
+                out[f"{name}-{p.pid}"] = p.memory_info().rss
+        return out
+
+    def rss(self) -> int:
+        return sum(self.parts().values())
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, self.rss())
+            parts = self.parts()
+            if sum(parts.values()) > self.peak:
+                self.peak, self.peak_parts = sum(parts.values()), parts
+                self.peak_time = time.perf_counter()
             time.sleep(self.interval)
 
     def reset(self) -> None:
-        self.peak = self.rss()
+        self.peak_parts = self.parts()
+        self.peak, self.peak_time = sum(self.peak_parts.values()), time.perf_counter()
 
     def peak_gib(self) -> float:
         return round(max(self.peak, self.rss()) / 2**30, 3)
+
+    def peak_parts_gib(self) -> dict[str, float]:
+        """Each process's RSS at the sampled peak, largest first (tiny helpers left out)."""
+        big = sorted(self.peak_parts.items(), key=lambda kv: -kv[1])
+        return {k: round(v / 2**30, 3) for k, v in big if v > 2**26}
 
 
 def busy_cpu_s() -> float:
@@ -116,13 +135,15 @@ def run_recpipe(files: list[Path], out: Path, a: argparse.Namespace, mem: MemWat
         t1 = time.perf_counter()
         rows = to_parquet(lazy, out, wf.output_schema, compression=a.compression)
         t2 = time.perf_counter()
-        peak = mem.peak_gib()
+        peak, peak_parts = mem.peak_gib(), mem.peak_parts_gib()
+        peak_phase = "fit" if mem.peak_time <= t1 else "transform"
         busy = busy_cpu_s() - busy0
         schema = {c: s["dtype"] for c, s in wf.output_schema.items()}
     finally:
         client.close()
         cluster.close()
     return {"rows": rows, "fit_s": t1 - t0, "transform_s": t2 - t1, "peak_rss_gib": peak,
+            "peak_rss_by_process_gib": peak_parts, "peak_phase": peak_phase,
             "machine_busy_cpu_s": round(busy, 1), "output_dtypes": schema}
 
 
@@ -247,6 +268,8 @@ def main() -> None:
         "transform_rows_per_s": round(rows / tr_s),
         "end2end_rows_per_s": round(rows / (fit_s + tr_s)),
         "peak_rss_gib": ours["peak_rss_gib"],
+        "peak_phase": ours["peak_phase"],
+        "peak_rss_by_process_gib": ours["peak_rss_by_process_gib"],
         "baseline_end2end_rows_per_s": (
             round(rows / (base["fit_s"] + base["transform_s"])) if base else None
         ),
