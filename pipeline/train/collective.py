@@ -9,6 +9,7 @@ no handler at all (a profiler or debugger attaching with ptrace, a cgroup freeze
 XGBoost does not retry it, so one pause at the wrong moment fails the whole training ("Failed to
 bootstrap the communication group ... recv Interrupted system call", as CI saw); nothing is
 trained or written by then, so starting again is safe.
+
 A worker whose peer failed that way keeps waiting for the tracker, holding its Dask thread, for
 the collective timeout (``COLLECTIVE_TIMEOUT_S``; with XGBoost's default, CI saw it wait over
 15 minutes). A retry therefore first waits for the failed attempt's tasks to end: started
