@@ -46,6 +46,22 @@ def test_pandas_backend_reads_parquet(tmp_path: Path) -> None:
     assert isinstance(out, pd.DataFrame) and len(out) == 300
 
 
+def test_partitions_are_whole_row_groups_of_about_partition_rows(tmp_path: Path) -> None:
+    """A file of 10 row groups x 100 rows reads as partitions of ~``partition_rows`` rows; a
+    file of one row group stays one partition; ``None`` keeps a partition per file."""
+    frame(1000).to_parquet(tmp_path / "groups.parquet", row_group_size=100)
+    (tmp_path / "one").mkdir()
+    frame(1000).to_parquet(tmp_path / "one" / "a.parquet")
+    path = str(tmp_path / "groups.parquet")
+    ddf = read_parquet(path, backend="pandas", partition_rows=250)
+    assert ddf.npartitions == 5
+    assert [len(p) for p in ddf.partitions] == [200] * 5
+    assert read_parquet(path, backend="pandas", partition_rows=None).npartitions == 1
+    assert read_parquet(path, backend="pandas", partition_rows=10).npartitions == 10
+    assert read_parquet(str(tmp_path / "one"), backend="pandas").npartitions == 1
+    pd.testing.assert_frame_equal(ddf.compute().reset_index(drop=True), frame(1000))
+
+
 @pytest.mark.skipif(gpu_count() == 0, reason="needs cudf, dask-cudf and a GPU")
 def test_cudf_backend_matches_pandas(tmp_path: Path) -> None:  # pragma: no cover - GPU only
     import cudf

@@ -102,10 +102,23 @@ def resolve_backend(name: str = "auto") -> Backend:
     raise ConfigError(f"backend must be 'pandas', 'cudf' or 'auto', got {name!r}")
 
 
+PARTITION_ROWS = 1 << 18
+"""Rows a partition aims at when files hold several row groups: what a worker holds of one
+partition while transforming it (its input, every op's temporaries, the output) is a few times
+its in-memory size, so smaller partitions bound memory; much smaller ones only add tasks."""
+
+
 def read_parquet(
-    paths: str | Sequence[str], backend: str = "auto", columns: Sequence[str] | None = None
+    paths: str | Sequence[str],
+    backend: str = "auto",
+    columns: Sequence[str] | None = None,
+    partition_rows: int | None = PARTITION_ROWS,
 ) -> Any:
-    """A Dask DataFrame over Parquet on the chosen backend (dask-cudf for ``cudf``)."""
+    """A Dask DataFrame over Parquet on the chosen backend (dask-cudf for ``cudf``).
+
+    Each partition is whole row groups of one file, about ``partition_rows`` rows (``None``:
+    one partition per file). A file written as one row group stays one partition.
+    """
     import dask
     import dask.dataframe as dd
 
@@ -114,7 +127,28 @@ def read_parquet(
         return dd.read_parquet(
             paths if isinstance(paths, str) else list(paths),
             columns=list(columns) if columns is not None else None,
+            split_row_groups=_row_groups_per_partition(paths, partition_rows),
         )
+
+
+def _row_groups_per_partition(paths: str | Sequence[str], partition_rows: int | None) -> Any:
+    """Dask's ``split_row_groups`` for about ``partition_rows`` rows, judged by the first file
+    (Dask's own ``"infer"`` judges by encoded bytes, which dictionary-encoded logs shrink
+    8-fold, so it keeps 1M-row files whole)."""
+    if partition_rows is None:
+        return "infer"
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    files = ds.dataset(paths if isinstance(paths, str) else list(paths), format="parquet").files
+    if not files:
+        return "infer"  # Dask's own error names the path
+    meta = pq.ParquetFile(files[0]).metadata
+    if meta.num_row_groups <= 1:
+        return False
+    per_group = max(1, meta.num_rows // meta.num_row_groups)
+    groups = max(1, round(partition_rows / per_group))
+    return groups if groups < meta.num_row_groups else False
 
 
 def like(frame: pd.DataFrame, template: Any) -> Any:

@@ -109,7 +109,10 @@ class Categorify(InPlaceOp):
     def merge_stats(
         self, a: tuple[ValueCounts, ...], b: tuple[ValueCounts, ...]
     ) -> tuple[ValueCounts, ...]:
-        return tuple(ValueCounts.merge(x, y) for x, y in zip(a, b, strict=True))
+        return self.merge_stats_many([a, b])
+
+    def merge_stats_many(self, parts: Sequence[tuple[ValueCounts, ...]]) -> tuple[ValueCounts, ...]:
+        return tuple(ValueCounts.merge_many(list(column)) for column in zip(*parts, strict=True))
 
     def finish_fit(self, stats: tuple[ValueCounts, ...]) -> None:
         empty = [c for c, s in zip(self.columns, stats, strict=True) if s.counts.empty]
@@ -120,9 +123,7 @@ class Categorify(InPlaceOp):
             )
         self.stats_ = tuple(stats)
         if self.encode_type == "joint":
-            shared = stats[0]
-            for s in stats[1:]:
-                shared = ValueCounts.merge(shared, s)
+            shared = ValueCounts.merge_many(list(stats))
             vocab = Vocabulary.from_counts(
                 shared, int(self.freq_threshold), self.num_buckets, self.max_size
             )

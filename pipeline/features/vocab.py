@@ -6,6 +6,7 @@ out-of-vocabulary hash buckets, then the vocabulary by descending count, ties by
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -14,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .keys import KeyKind, canonical, empty_keys, hash_keys
+from .keys import STR_DTYPE, KeyKind, canonical, empty_keys, hash_keys
 
 PAD_INDEX = 0
 NULL_INDEX = 1
@@ -47,14 +48,40 @@ class ValueCounts:
     @staticmethod
     def merge(a: ValueCounts, b: ValueCounts) -> ValueCounts:
         """Sum counts per value; associative and commutative (exact integer sums)."""
-        if b.counts.empty:
-            counts = a.counts
-        elif a.counts.empty:
-            counts = b.counts
+        return ValueCounts.merge_many([a, b])
+
+    @staticmethod
+    def merge_many(parts: Sequence[ValueCounts]) -> ValueCounts:
+        """``merge`` of any number of statistics in one pass.
+
+        Every input is sorted by value, so one stable sort of the concatenation (NumPy's timsort
+        merges the sorted runs of numbers; Arrow sorts strings) and a sum per run of equal
+        values. A pairwise chain re-grouped the growing result once per input, and pandas'
+        groupby on a string index was the slowest step of fitting Categorify.
+        """
+        nulls = sum(p.nulls for p in parts)
+        present = [p for p in parts if not p.counts.empty]
+        if len(present) <= 1:
+            return ValueCounts(parts[0].kind, (present or parts)[0].counts, nulls)
+        kind = present[0].kind
+        counts = np.concatenate([p.counts.to_numpy(dtype=np.int64) for p in present])
+        if kind == "str":  # Arrow sorts strings several times faster than NumPy's objects
+            values = pa.concat_arrays([pa.array(p.counts.index.array) for p in present])
+            order = pc.sort_indices(values).to_numpy()
+            values = values.take(pa.array(order))
+            new = np.r_[True, pc.not_equal(values[1:], values[:-1]).to_numpy(zero_copy_only=False)]
+            starts = np.flatnonzero(new)
+            index = pd.Index(pd.array(values.take(pa.array(starts)), dtype=STR_DTYPE),
+                             dtype=STR_DTYPE)
         else:
-            both = pd.concat([a.counts, b.counts])
-            counts = both.groupby(level=0, sort=True).sum().astype(np.int64).rename("count")
-        return ValueCounts(a.kind, counts, a.nulls + b.nulls)
+            values = np.concatenate([p.counts.index.to_numpy() for p in present])
+            order = np.argsort(values, kind="stable")
+            values = values[order]
+            starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
+            index = pd.Index(values[starts], dtype=present[0].counts.index.dtype)
+        totals = np.add.reduceat(counts[order], starts)
+        series = pd.Series(totals.astype(np.int64), index=index, name="count")
+        return ValueCounts(kind, series, nulls)
 
 
 @dataclass(frozen=True)
