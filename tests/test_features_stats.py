@@ -73,6 +73,28 @@ def test_value_counts_merge(data: list, cuts: list[int], order: list[int]) -> No
 
 
 @settings(max_examples=100, deadline=None)
+@given(
+    values=st.lists(st.one_of(st.none(), st.text(max_size=3)), min_size=1, max_size=40),
+    numbers=st.lists(st.one_of(st.none(), st.floats(-5, 5, allow_nan=False)), min_size=1,
+                     max_size=40),
+    cuts=st.lists(st.integers(0, 50), max_size=8),
+)
+def test_value_counts_merge_many_equals_whole(
+    values: list, numbers: list, cuts: list[int]
+) -> None:
+    """One k-way merge of any split (unicode strings, floats) equals the whole's counts."""
+    for series, kind in ((pd.Series(values, dtype="str"), "str"),
+                         (pd.Series(numbers, dtype="float64"), "float")):
+        bounds = sorted({0, len(series), *(c % (len(series) + 1) for c in cuts)})
+        parts = [ValueCounts.from_partition(series.iloc[a:b], kind, "test")
+                 for a, b in zip(bounds, bounds[1:], strict=False)]
+        whole = ValueCounts.from_partition(series, kind, "test")
+        merged = ValueCounts.merge_many(parts)
+        assert merged.nulls == whole.nulls
+        pdt.assert_series_equal(merged.counts, whole.counts, check_index_type=False)
+
+
+@settings(max_examples=100, deadline=None)
 @given(data=rows, **splits)
 def test_moments_merge_matches_numpy(data: list, cuts: list[int], order: list[int]) -> None:
     frame = frame_of(data)
@@ -158,3 +180,40 @@ def test_target_stats_merge_many_in_key_chunks(data: list, cuts: list[int], oof:
     np.testing.assert_array_equal(merged.key, whole.key)
     np.testing.assert_array_equal(merged.indptr, whole.indptr)
     pdt.assert_frame_equal(merged.table(), whole.table(), check_dtype=False)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=rows, cuts=st.lists(st.integers(0, 40), max_size=6), oof=st.booleans(),
+       buckets=st.integers(1, 9), exact=st.booleans())
+def test_target_stats_merged_by_key_range(data: list, cuts: list[int], oof: bool, buckets: int,
+                                          exact: bool) -> None:
+    """``split_out``: each key range merged over every partition, then joined, equals the
+    whole's statistics (an exact integer key and a hashed multi-column key)."""
+    frame = frame_of(data)
+    n_folds = 3 if oof else 1
+    keys, kinds = (["i"], ["int"]) if exact else (["s", "i"], ["str", "int"])
+
+    def stat(f: pd.DataFrame) -> TargetStats:
+        folds = f["fold"].to_numpy() if oof else None
+        return TargetStats.from_partition(f, keys, kinds, "y", folds, n_folds, "t")
+
+    bounds = sorted({0, len(frame), *(c for c in cuts if c < len(frame))})
+    pieces = [stat(frame.iloc[a:b]).split(buckets) for a, b in zip(bounds, bounds[1:],
+                                                                      strict=False)]
+    assert all(len(p) == buckets for p in pieces)
+    ranges = [TargetStats.merge_many([p[b] for p in pieces], "t") for b in range(buckets)]
+    merged, whole = TargetStats.concatenate(ranges), stat(frame)
+    np.testing.assert_array_equal(merged.total_count, whole.total_count)
+    np.testing.assert_allclose(merged.total_sum, whole.total_sum)
+    np.testing.assert_array_equal(merged.key, whole.key)
+    np.testing.assert_array_equal(merged.indptr, whole.indptr)
+    pdt.assert_frame_equal(merged.table(), whole.table(), check_dtype=False)
+
+
+def test_exact_keys_spread_evenly_over_key_ranges() -> None:
+    """Consecutive integer ids (exact keys, no hashing) fill every key range about evenly."""
+    frame = pd.DataFrame({"i": np.arange(80_000), "y": np.ones(80_000)})
+    stats = TargetStats.from_partition(frame, ["i"], ["int"], "y", None, 1, "t")
+    sizes = [len(p.key) for p in stats.split(8)]
+    assert sum(sizes) == 80_000
+    assert min(sizes) > 9_000 and max(sizes) < 11_000

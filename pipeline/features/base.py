@@ -158,6 +158,20 @@ class Op(ABC):
             merged = self.merge_stats(merged, more)
         return merged
 
+    splits_stats = False
+    """Whether the op's statistics grow with the data (about a key per row): the fit then cuts
+    each partition's statistics into key ranges (``split_stats``) and merges every range on its
+    own worker, in parallel, so no task holds, re-sorts or ships the whole up a tree."""
+
+    def split_stats(self, stats: Any, buckets: int) -> list[Any]:
+        """``stats`` cut into ``buckets`` disjoint key ranges (the same ranges in every
+        partition), each mergeable on its own; for ops with ``splits_stats``."""
+        raise NotImplementedError(f"{type(self).__name__} does not split its statistics")
+
+    def concat_stats(self, pieces: Sequence[Any]) -> Any:
+        """Inverse of ``split_stats``: the merged key ranges joined back, in order."""
+        raise NotImplementedError(f"{type(self).__name__} does not split its statistics")
+
     def finish_fit(self, stats: Any) -> None:  # noqa: B027 - optional hook
         """Turn the merged statistics into the learned ``*_`` attributes."""
 

@@ -4,7 +4,10 @@ Fitting goes level by level (see ``plan.py``); each level is one pass in which e
 is read (only the columns that level needs), run through the already fitted steps upstream of the
 level's ops, and reduced to (row count, one small statistic per op) on the worker that holds it.
 Those are merged by a tree of ``dask.delayed`` calls (``SPLIT_EVERY`` at a time) until at most
-``SPLIT_EVERY`` remain, which the client merges: only statistics reach the client.
+``SPLIT_EVERY`` remain, which the client merges: only statistics reach the client. Statistics
+that grow with the data (a user x item target encoding has about a key per row) are merged by
+key range instead (``split_out``): each partition cuts them into ``SPLIT_OUT`` ranges, each
+range is merged on a worker, and the client joins the ranges.
 Transforming is ``map_partitions`` with the same per-frame function the pandas path calls, which
 is what makes distributed and in-memory results identical.
 
@@ -31,6 +34,10 @@ from .base import Op, PartitionContext
 from .plan import RAW, Plan, Step
 
 SPLIT_EVERY = 4
+SPLIT_OUT = 8
+"""Key ranges a statistic that grows with the data is merged in (``Op.splits_stats``)."""
+SPLIT_OUT_FAN_IN = 64
+"""Partitions' pieces of one key range merged by one task (more: a tree per range)."""
 
 
 class _Skipped(Op):
@@ -143,10 +150,42 @@ class FitPass(_Runner):
         return len(raw), tuple(stats)
 
     def merge(self, *parts: Stats) -> Stats:
-        ops = [self.plan.steps[i].op for i in self.level]
+        """Sum of row counts and merged statistics per op (``None``: not in this piece)."""
         rows = sum(n for n, _ in parts)
         per_op = zip(*(stats for _, stats in parts), strict=True)
-        return rows, tuple(op.merge_stats_many(list(s)) for op, s in zip(ops, per_op, strict=True))
+        return rows, tuple(
+            op.merge_stats_many(present) if (present := [x for x in s if x is not None]) else None
+            for op, s in zip(self._ops(), per_op, strict=True)
+        )
+
+    def _ops(self) -> list[Op]:
+        return [self.plan.steps[i].op for i in self.level]
+
+    @property
+    def splits(self) -> bool:
+        """Whether some op of the level merges its statistics by key range."""
+        return any(op.splits_stats for op in self._ops())
+
+    def split(self, stats: Stats, buckets: int) -> tuple[Stats, ...]:
+        """One partition's statistics as ``buckets + 1`` pieces: the row count and the
+        statistics of ops that do not split, then one key range of every splitting op's."""
+        rows, per_op = stats
+        whole: list[Any] = []
+        ranges: list[list[Any]] = [[] for _ in range(buckets)]
+        for op, stat in zip(self._ops(), per_op, strict=True):
+            pieces = op.split_stats(stat, buckets) if op.splits_stats else [None] * buckets
+            whole.append(None if op.splits_stats else stat)
+            for piece, into in zip(pieces, ranges, strict=True):
+                into.append(piece)
+        return (rows, tuple(whole)), *((0, tuple(r)) for r in ranges)
+
+    def join(self, whole: Stats, ranges: Sequence[Stats]) -> Stats:
+        """Inverse of ``split`` once each piece is merged over all partitions."""
+        rows, per_op = whole
+        return rows, tuple(
+            op.concat_stats([r[1][j] for r in ranges]) if op.splits_stats else per_op[j]
+            for j, op in enumerate(self._ops())
+        )
 
     def sources(self, raw: pd.DataFrame) -> list[pd.DataFrame]:
         """Each level op's input frame for ``raw`` (used on empty frames, for dtypes)."""
@@ -162,10 +201,26 @@ def _call_partition(plan: FitPass, frame: Any) -> Stats:
     return stats
 
 
+def _call_partition_split(plan: FitPass, frame: Any, buckets: int) -> tuple[Stats, ...]:
+    pieces = plan.split(plan.partition(frame), buckets)
+    release_free_memory()
+    return pieces
+
+
 def _call_merge(plan: FitPass, *parts: Stats) -> Stats:
     merged = plan.merge(*parts)
     release_free_memory()
     return merged
+
+
+def _merge_tree(plan_key: Any, level: list[Any], fan_in: int, until: int) -> list[Any]:
+    """Delayed merges of ``level``, ``fan_in`` at a time, until at most ``until`` remain."""
+    while len(level) > until:
+        level = [
+            dask.delayed(_call_merge, pure=True)(plan_key, *level[i : i + fan_in])
+            for i in range(0, len(level), fan_in)
+        ]
+    return level
 
 
 def ship(obj: Any, name: str) -> Any:
@@ -182,16 +237,37 @@ def reduce_stats(data: Any, fit_pass: FitPass) -> Stats:
     if not isinstance(data, dd.DataFrame):
         return fit_pass.partition(data)
     plan_key = ship(fit_pass, "recpipe-fit-plan")
-    level = [dask.delayed(_call_partition, pure=True)(plan_key, part) for part in data.to_delayed()]
-    while len(level) > SPLIT_EVERY:
-        level = [
-            dask.delayed(_call_merge, pure=True)(plan_key, *level[i : i + SPLIT_EVERY])
-            for i in range(0, len(level), SPLIT_EVERY)
-        ]
-    # The last merge runs here, on the client, which receives the statistics anyway: no worker
-    # holds a high-cardinality statistic (a user x item target encoding: about one key per row)
-    # whole beside its inputs, which is what exhausted a 2 GiB worker at 10M rows.
-    partials = list(dask.compute(*level))
+    parts = data.to_delayed()
+    if fit_pass.splits and len(parts) > 1:
+        return _reduce_by_key_range(plan_key, parts, fit_pass)
+    level = [dask.delayed(_call_partition, pure=True)(plan_key, part) for part in parts]
+    level = _merge_tree(plan_key, level, SPLIT_EVERY, SPLIT_EVERY)
+    return _merge_on_client(fit_pass, list(dask.compute(*level)))
+
+
+def _reduce_by_key_range(plan_key: Any, parts: list[Any], fit_pass: FitPass) -> Stats:
+    """``split_out``: every partition's large statistics cut into ``SPLIT_OUT`` key ranges;
+    each range is merged over all partitions on a worker (one sort of its share), and the
+    client only joins the merged ranges. A tree would re-sort and ship a key-per-row
+    statistic once per level and merge the last, largest level on the client alone."""
+    buckets = min(SPLIT_OUT, len(parts))
+    split = [
+        dask.delayed(_call_partition_split, pure=True, nout=buckets + 1)(plan_key, part, buckets)
+        for part in parts
+    ]
+    whole = _merge_tree(plan_key, [s[0] for s in split], SPLIT_EVERY, SPLIT_EVERY)
+    ranges = [
+        _merge_tree(plan_key, [s[b + 1] for s in split], SPLIT_OUT_FAN_IN, 1)[0]
+        for b in range(buckets)
+    ]
+    computed = dask.compute(*whole, *ranges)
+    merged = _merge_on_client(fit_pass, list(computed[: len(whole)]))
+    return fit_pass.join(merged, computed[len(whole):])
+
+
+def _merge_on_client(fit_pass: FitPass, partials: list[Stats]) -> Stats:
+    """The last merge runs here, on the client, which receives the statistics anyway: no worker
+    holds the merged statistics whole beside its inputs."""
     if len(partials) == 1:
         return partials[0]
     merged = fit_pass.merge(*partials)

@@ -1,9 +1,11 @@
 """Rows of a column group -> one uint64 key per row, vectorised (no pandas groupby on objects).
 
-A single numeric column is its own key (its 64 bits reinterpreted: exact, no hashing). Strings
-and multi-column groups are hashed with pandas' stable ``hash_array`` and combined; the raw
-values travel with every statistic so a hash collision is detected (and reported), never
-silently merged. Keys are only compared for equality and sorted, never interpreted.
+A single numeric column is its own key: its 64 bits through a bijection (exact, no collisions)
+that spreads consecutive ids over the whole key space, as hashes are. Strings and multi-column
+groups are hashed with pandas' stable ``hash_array`` and combined; the raw values travel with
+every statistic so a hash collision is detected (and reported), never silently merged. Keys are
+only compared for equality, sorted and cut into even key ranges (``key_range_bounds``), never
+interpreted.
 """
 
 from __future__ import annotations
@@ -46,14 +48,31 @@ def key_of(values: Sequence[np.ndarray], kinds: Sequence[KeyKind]) -> np.ndarray
     if is_exact(kinds):
         v = values[0]
         if kinds[0] == "float":
-            return (v + 0.0).view(np.uint64)  # -0.0 == 0.0
-        return v.astype(np.int64, copy=False).view(np.uint64)
+            return _spread((v + 0.0).view(np.uint64))  # -0.0 == 0.0
+        return _spread(v.astype(np.int64, copy=False).view(np.uint64))
     key = None
     for v in values:
         h = hash_values(v)
         key = h if key is None else hash_values(key) ^ h
     assert key is not None
     return key
+
+
+def _spread(bits: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser, a bijection of uint64: ids 0, 1, 2, ... land all over the key
+    space, so even key ranges hold even shares of the keys (see ``key_range_bounds``)."""
+    z = bits ^ (bits >> np.uint64(30))
+    z *= np.uint64(0xBF58476D1CE4E5B9)
+    z ^= z >> np.uint64(27)
+    z *= np.uint64(0x94D049BB133111EB)
+    z ^= z >> np.uint64(31)
+    return z
+
+
+def key_range_bounds(buckets: int) -> np.ndarray:
+    """The ``buckets - 1`` uint64 cut points of the key space into even ranges."""
+    step = (1 << 64) // buckets
+    return np.array([step * b for b in range(1, buckets)], dtype=np.uint64)
 
 
 def group_keys(

@@ -155,6 +155,15 @@ class TargetEncoding(Op):
         return {name: TargetStats.merge_many([p[name] for p in parts], self._where())
                 for name in parts[0]}
 
+    splits_stats = True  # a user x item group has about one key per row
+
+    def split_stats(self, stats: dict[str, TargetStats], buckets: int) -> list[Any]:
+        cut = {name: s.split(buckets) for name, s in stats.items()}
+        return [{name: pieces[b] for name, pieces in cut.items()} for b in range(buckets)]
+
+    def concat_stats(self, pieces: Sequence[dict[str, TargetStats]]) -> dict[str, TargetStats]:
+        return {name: TargetStats.concatenate([p[name] for p in pieces]) for name in pieces[0]}
+
     def finish_fit(self, stats: dict[str, TargetStats]) -> None:
         for name, group, target in self._outputs():
             s = stats[name]

@@ -22,6 +22,7 @@ from .group_keys import (
     group_keys,
     is_exact,
     key_of,
+    key_range_bounds,
     raw_values,
 )
 from .keys import KeyKind, canonical
@@ -138,6 +139,18 @@ class TargetStats:
         return dataclasses.replace(
             merged, total_count=np.sum([p.total_count for p in parts], axis=0),
             total_sum=np.sum([p.total_sum for p in parts], axis=0))
+
+    def split(self, buckets: int) -> list[TargetStats]:
+        """The statistics in ``buckets`` even key ranges (views, no copies), the same ranges
+        for every partition, so range ``b`` of all partitions merges on its own; every piece
+        keeps the per-fold totals (they are not per key). ``concatenate`` joins them back."""
+        cuts = np.r_[0, np.searchsorted(self.key, key_range_bounds(buckets)), len(self.key)]
+        return [_key_slice(self, int(cuts[b]), int(cuts[b + 1])) for b in range(buckets)]
+
+    @staticmethod
+    def concatenate(pieces: Sequence[TargetStats]) -> TargetStats:
+        """Consecutive key ranges (``split``, each merged) joined into one."""
+        return _concatenate(pieces)
 
     def key_totals(self) -> tuple[np.ndarray, np.ndarray]:
         """(count, sum) per key over every fold."""
