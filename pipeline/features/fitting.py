@@ -18,7 +18,6 @@ graph key that every partition's task depends on.
 from __future__ import annotations
 
 import copy
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,6 +31,7 @@ from pipeline.memory import release_free_memory
 from .backend import like, to_pandas
 from .base import Op, PartitionContext
 from .plan import RAW, Plan, Step
+from .shipping import resolve, ship
 
 SPLIT_EVERY = 4
 SPLIT_OUT = 8
@@ -196,19 +196,20 @@ class FitPass(_Runner):
 
 
 def _call_partition(plan: FitPass, frame: Any) -> Stats:
-    stats = plan.partition(frame)
+    stats = resolve(plan).partition(frame)
     release_free_memory()  # the partition's temporaries (see pipeline.memory)
     return stats
 
 
 def _call_partition_split(plan: FitPass, frame: Any, buckets: int) -> tuple[Stats, ...]:
+    plan = resolve(plan)
     pieces = plan.split(plan.partition(frame), buckets)
     release_free_memory()
     return pieces
 
 
 def _call_merge(plan: FitPass, *parts: Stats) -> Stats:
-    merged = plan.merge(*parts)
+    merged = resolve(plan).merge(*parts)
     release_free_memory()
     return merged
 
@@ -221,15 +222,6 @@ def _merge_tree(plan_key: Any, level: list[Any], fan_in: int, until: int) -> lis
             for i in range(0, len(level), fan_in)
         ]
     return level
-
-
-def ship(obj: Any, name: str) -> Any:
-    """``obj`` as one graph key that every task depends on (sent to each worker once).
-
-    Not ``Client.scatter``: scattered data is lost for good when a worker restarts (e.g. on
-    memory pressure), while a graph key is recomputed, so a long out-of-core run survives.
-    """
-    return dask.delayed(obj, name=f"{name}-{uuid.uuid4().hex}", traverse=False)
 
 
 def reduce_stats(data: Any, fit_pass: FitPass) -> Stats:
@@ -305,7 +297,7 @@ class TransformPass(_Runner):
 
 
 def _call_transform(frame: Any, plan: TransformPass) -> pd.DataFrame:
-    out = plan(frame)
+    out = resolve(plan)(frame)
     # Every feature task ends with its freed temporaries handed back: a worker paused at its
     # memory threshold by untrimmed free heap would otherwise never run the task that frees it.
     release_free_memory()
