@@ -90,9 +90,23 @@ def test_distributed_fit_transform_through_plan_files(
             + ["click"]
         )
 
-    lazy = workflow().fit_transform(dd.from_pandas(pdf, npartitions=4))
+    fitted = workflow()
+    lazy = fitted.fit_transform(dd.from_pandas(pdf, npartitions=4))
     plans = tmp_path / "recpipe-plans"
     assert any(plans.iterdir())  # the transform plan, waiting for the lazy collection
     got = lazy.compute()
     expected = workflow().fit_transform(pdf)
     pd.testing.assert_frame_equal(got.reset_index(drop=True), expected.reset_index(drop=True))
+    # The client's statistics now live in the mapped file too (its own copy was freed) ...
+    encoder = fitted.plan.steps[-1].op
+    stats = encoder.stats_["TE_user_id_item_id_click"]
+    assert isinstance(encoder, TargetEncoding) and not stats.key.flags.writeable
+    # ... and serve pandas transforms, saving and refitting as before.
+    pd.testing.assert_frame_equal(fitted.transform(pdf), workflow().fit(pdf).transform(pdf))
+    fitted.save(tmp_path / "saved")
+    loaded = Workflow.load(tmp_path / "saved")
+    pd.testing.assert_frame_equal(loaded.transform(pdf), fitted.transform(pdf))
+    fitted.fit(pdf.iloc[:500], update=True)
+    pd.testing.assert_frame_equal(
+        fitted.transform(pdf), workflow().fit(pdf).fit(pdf.iloc[:500], update=True).transform(pdf)
+    )

@@ -168,8 +168,9 @@ class Op(ABC):
         partition), each mergeable on its own; for ops with ``splits_stats``."""
         raise NotImplementedError(f"{type(self).__name__} does not split its statistics")
 
-    def concat_stats(self, pieces: Sequence[Any]) -> Any:
-        """Inverse of ``split_stats``: the merged key ranges joined back, in order."""
+    def concat_stats(self, pieces: list[Any]) -> Any:
+        """Inverse of ``split_stats``: the merged key ranges joined back, in order. May
+        consume ``pieces`` (they are the client's only copy)."""
         raise NotImplementedError(f"{type(self).__name__} does not split its statistics")
 
     def finish_fit(self, stats: Any) -> None:  # noqa: B027 - optional hook

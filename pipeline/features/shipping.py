@@ -33,6 +33,7 @@ import threading
 import time
 import uuid
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,10 +83,12 @@ _LOADED: collections.OrderedDict[str, Any] = collections.OrderedDict()
 _LOCK = threading.Lock()
 
 
-def ship(obj: Any, name: str) -> Any:
+def ship(obj: Any, name: str, adopt: Callable[[Any], None] | None = None) -> Any:
     """``obj`` as one graph key that every task depends on (sent to each worker once).
 
-    Large objects go by file when the workers can read it (see the module docstring).
+    Large objects go by file when the workers can read it (see the module docstring); then
+    ``adopt`` receives the file's memory-mapped copy of ``obj``, in this process, so the
+    caller can drop its own copy.
     Not ``Client.scatter``: scattered data is lost for good when a worker restarts (e.g. on
     memory pressure), while a graph key is recomputed, so a long out-of-core run survives.
     """
@@ -94,6 +97,8 @@ def ship(obj: Any, name: str) -> Any:
         handle = write_plan(obj, directory)
         if handle is not None:
             obj = handle
+            if adopt is not None:
+                adopt(handle.load())
     return dask.delayed(obj, name=f"{name}-{uuid.uuid4().hex}", traverse=False)
 
 
@@ -167,7 +172,8 @@ def _aligned(offset: int) -> int:
 
 
 def _remove(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
+    # A mapping outlives the unlink on POSIX; where it cannot (Windows) the sweep removes it.
+    with contextlib.suppress(OSError):
         os.unlink(path)
 
 

@@ -161,8 +161,10 @@ class TargetEncoding(Op):
         cut = {name: s.split(buckets) for name, s in stats.items()}
         return [{name: pieces[b] for name, pieces in cut.items()} for b in range(buckets)]
 
-    def concat_stats(self, pieces: Sequence[dict[str, TargetStats]]) -> dict[str, TargetStats]:
-        return {name: TargetStats.concatenate([p[name] for p in pieces]) for name in pieces[0]}
+    def concat_stats(self, pieces: list[dict[str, TargetStats]]) -> dict[str, TargetStats]:
+        # Consumes the pieces, one output at a time (see TargetStats.concatenate).
+        names = list(pieces[0])
+        return {name: TargetStats.concatenate([p.pop(name) for p in pieces]) for name in names}
 
     def finish_fit(self, stats: dict[str, TargetStats]) -> None:
         for name, group, target in self._outputs():
@@ -197,6 +199,8 @@ class TargetEncoding(Op):
 
     def transform(self, frame: pd.DataFrame, ctx: PartitionContext) -> dict[str, Any]:
         stats = self._stats()
+        if len(frame) == 0:  # output dtypes (Dask's meta): no per-key totals to derive
+            return {name: np.zeros(0, np.float32) for name in self.output_columns}
         folds = self._folds(frame, ctx)
         out = {}
         for g in self.groups:

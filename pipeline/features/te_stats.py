@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from pipeline.memory import release_free_memory
+
 from .group_keys import (
     check_collisions,
     empty_values,
@@ -148,9 +150,39 @@ class TargetStats:
         return [_key_slice(self, int(cuts[b]), int(cuts[b + 1])) for b in range(buckets)]
 
     @staticmethod
-    def concatenate(pieces: Sequence[TargetStats]) -> TargetStats:
-        """Consecutive key ranges (``split``, each merged) joined into one."""
-        return _concatenate(pieces)
+    def concatenate(pieces: list[TargetStats]) -> TargetStats:
+        """Consecutive key ranges (``split``, each merged) joined into one.
+
+        Consumes ``pieces`` (the list is emptied), copying each piece into arrays allocated
+        up front and letting it go before the next: a piece received from a worker is one
+        buffer under all its arrays, so joining field by field would hold every piece until
+        the end, and the client would carry a key-per-row statistic twice.
+        """
+        first = pieces[0]
+        n_keys = sum(len(p.key) for p in pieces)
+        n_entries = sum(len(p.fold) for p in pieces)
+        key = np.empty(n_keys, first.key.dtype)
+        values = tuple(np.empty(n_keys, v.dtype) for v in first.values)
+        indptr = np.empty(n_keys + 1, np.int64)
+        fold = np.empty(n_entries, first.fold.dtype)
+        count = np.empty(n_entries, first.count.dtype)
+        total = np.empty(n_entries, first.sum.dtype)
+        indptr[0] = k = e = 0
+        while pieces:
+            p = pieces.pop(0)
+            nk, ne = len(p.key), len(p.fold)
+            key[k : k + nk] = p.key
+            for out, v in zip(values, p.values, strict=True):
+                out[k : k + nk] = v
+            indptr[k + 1 : k + nk + 1] = p.indptr[1:] - p.indptr[0] + e
+            fold[e : e + ne], count[e : e + ne], total[e : e + ne] = p.fold, p.count, p.sum
+            k, e = k + nk, e + ne
+            del p
+            release_free_memory()  # the piece's buffer: glibc keeps large freed blocks
+        return TargetStats(
+            first.keys, first.kinds, first.n_folds, key, values, indptr, fold, count, total,
+            first.total_count, first.total_sum,
+        )
 
     def key_totals(self) -> tuple[np.ndarray, np.ndarray]:
         """(count, sum) per key over every fold."""

@@ -137,6 +137,8 @@ class Vocabulary:
     def encode(self, series: pd.Series, where: str) -> np.ndarray:
         """Vectorised encoding of one column to int64 indices."""
         null, values = canonical(series, self.kind, where)
+        if len(values) == 0:  # all null, or Dask's empty meta: no lookup table to build
+            return np.full(len(series), NULL_INDEX, dtype=np.int64)
         pos = self._positions(values)
         codes = pos + self.first_index
         unseen = pos < 0
