@@ -86,14 +86,15 @@ class TargetStats:
         sel = has_y[ok]
         h, f, yy = key[sel], fold[ok][sel], y[ok][sel]
         vals = tuple(v[sel] for v in values)
-        codes, uniq = pd.factorize(h)
-        uniq = np.asarray(uniq, dtype=np.uint64)
-        order = np.argsort(uniq)
-        rank = np.empty(len(uniq), dtype=np.int64)
-        rank[order] = np.arange(len(uniq))
-        code = rank[codes]
-        first = np.empty(len(uniq), dtype=np.int64)
-        first[code] = np.arange(len(code))  # any row of a key will do: they share its values
+        # One sort gives the distinct keys in order and each row's rank among them (cheaper
+        # than hashing, then sorting the distinct keys).
+        order = np.argsort(h)
+        new = _run_starts(h[order])
+        starts = np.flatnonzero(new)
+        uniq = h[order[starts]]
+        code = np.empty(len(h), dtype=np.int64)
+        code[order] = np.cumsum(new) - 1
+        first = order[starts]  # any row of a key will do: they share its values
         key_values = tuple(v[first] for v in vals)
         if not is_exact(kinds):
             check_collisions(keys, [v[code] for v in key_values], vals, where)
@@ -102,7 +103,7 @@ class TargetStats:
         sums = np.bincount(gid, weights=yy, minlength=len(uniq) * n_folds)
         nz = np.flatnonzero(counts)
         return cls(
-            tuple(keys), tuple(kinds), n_folds, uniq[order], key_values,
+            tuple(keys), tuple(kinds), n_folds, uniq, key_values,
             _indptr(nz // n_folds, len(uniq)), (nz % n_folds).astype(np.int16),
             counts[nz].astype(np.int64), sums[nz], total_count, total_sum,
         )
