@@ -48,6 +48,15 @@ def test_small_objects_stay_in_the_graph(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_directory_others_can_write_to_is_not_used(tmp_path: Path) -> None:
+    """Workers unpickle plan files: a group- or world-writable directory could feed them code."""
+    shared = tmp_path / "open"
+    shared.mkdir()
+    shared.chmod(0o777)
+    assert shipping.write_plan({"x": np.arange(10)}, shared, min_bytes=0) is None
+    assert list(shared.iterdir()) == []
+
+
 def test_files_of_killed_processes_are_swept(tmp_path: Path) -> None:
     stale, fresh = tmp_path / "plan-old.bin", tmp_path / "plan-new.bin"
     stale.write_bytes(b"x")

@@ -27,6 +27,7 @@ import mmap
 import os
 import pickle
 import socket
+import stat
 import struct
 import tempfile
 import threading
@@ -117,6 +118,8 @@ def write_plan(obj: Any, directory: Path, min_bytes: int | None = None) -> PlanF
     if len(stream) + sum(v.nbytes for v in views) < limit:
         return None
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not _private(directory):
+        return None
     _sweep(directory)
     path = directory / f"plan-{uuid.uuid4().hex}.bin"
     header = struct.Struct(f"<8sQQ{2 * len(views)}Q")
@@ -156,6 +159,16 @@ def _read(path: str, size: int) -> Any:
     start = 24 + 16 * count
     buffers = [view[o : o + n] for o, n in zip(table[::2], table[1::2], strict=True)]
     return pickle.loads(view[start : start + stream_len], buffers=buffers)
+
+
+def _private(directory: Path) -> bool:
+    """Whether only this user can write in ``directory``: workers unpickle what is there, so
+    a directory someone else owns or can write to (say, a /tmp path created first by another
+    user) is not used; the plan then travels in the task graph."""
+    if not hasattr(os, "getuid"):
+        return True
+    info = directory.stat()
+    return info.st_uid == os.getuid() and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 
 
 def _sweep(directory: Path, max_age_s: float = STALE_AFTER_S) -> None:
