@@ -67,6 +67,21 @@ def test_files_of_killed_processes_are_swept(tmp_path: Path) -> None:
     assert not stale.exists() and fresh.exists() and handle is not None
 
 
+def test_a_full_directory_is_skipped_for_the_next(tmp_path: Path, monkeypatch) -> None:
+    """/dev/shm in a container is often 64 MiB: a plan that does not fit goes to the next."""
+    small, roomy = tmp_path / "small", tmp_path / "roomy"
+    real = shipping.shutil.disk_usage
+
+    def usage(path):
+        free = 1 << 20 if Path(path) == small else real(path).free
+        return real(path)._replace(free=free)
+
+    monkeypatch.setattr(shipping.shutil, "disk_usage", usage)
+    handle = shipping.write_plan({"x": np.arange(10)}, [small, roomy], min_bytes=0)
+    assert handle is not None and Path(handle.path).parent == roomy
+    assert list(small.iterdir()) == []
+
+
 def test_only_this_hosts_workers_read_its_files() -> None:
     assert shipping._is_this_host("127.0.0.1")
     assert not shipping._is_this_host("192.0.2.7")  # TEST-NET-1: never a local address

@@ -158,6 +158,19 @@ class Op(ABC):
             merged = self.merge_stats(merged, more)
         return merged
 
+    fills_nulls = False
+    """The op only replaces each column's nulls with one fitted value (``fill_values()``)."""
+
+    absorbs_fills = False
+    """The op's statistics of filled columns follow from those of the unfilled columns and the
+    fill values (``stats_after_fill``), so an op fed only by fills that read raw columns is
+    fitted in the same pass as they are (``Plan.fused_fills``): one read of the data fewer."""
+
+    def stats_after_fill(self, stats: Any, rows: int, fills: Mapping[str, float]) -> Any:
+        """Statistics over the filled columns, from ``stats`` over the unfilled ones (``rows``
+        rows, every null of column ``c`` becoming ``fills[c]``); for ``absorbs_fills``."""
+        raise NotImplementedError(f"{type(self).__name__} does not absorb fills")
+
     splits_stats = False
     """Whether the op's statistics grow with the data (about a key per row): the fit then cuts
     each partition's statistics into key ranges (``split_stats``) and merges every range on its

@@ -23,6 +23,7 @@ class FillMissing(InPlaceOp):
     """
 
     type_name = "FillMissing"
+    fills_nulls = True
 
     def __init__(self, columns: str | Sequence[str], value: float | int | str | None = 0.0) -> None:
         self.columns = column_list(columns, "FillMissing")

@@ -27,6 +27,7 @@ class FillMedian(InPlaceOp):
     """
 
     type_name = "FillMedian"
+    fills_nulls = True
 
     def __init__(self, columns: str | Sequence[str], capacity: int = DEFAULT_CAPACITY) -> None:
         self.columns = column_list(columns, "FillMedian")
@@ -63,6 +64,12 @@ class FillMedian(InPlaceOp):
         require_values([s.count for s in stats], self.columns, self._where())
         self.stats_ = tuple(stats)
         self.medians_ = {c: s.quantile(0.5) for c, s in zip(self.columns, stats, strict=True)}
+
+    def fill_values(self) -> dict[str, float]:
+        """The value each column's nulls become."""
+        if self.medians_ is None:
+            raise NotFittedError(f"{self._where()} is not fitted; call Workflow.fit first")
+        return dict(self.medians_)
 
     def transform(self, frame: pd.DataFrame, ctx: PartitionContext) -> dict[str, Any]:
         if self.medians_ is None:

@@ -135,8 +135,14 @@ class FitPass(_Runner):
     """One fitting pass: run the fitted upstream steps, then take the level's statistics."""
 
     def __init__(self, plan: Plan, level: Sequence[int], out_of_fold: bool) -> None:
-        super().__init__(plan, plan.ancestors(level), out_of_fold, also=level)
+        # A step fused with its fills reads the raw columns: its fills are not run before it.
+        self.fused = {i for i in plan.fused_fills() if i in set(level)}
+        upstream = plan.ancestors([i for i in level if i not in self.fused])
+        super().__init__(plan, upstream, out_of_fold, also=level)
         self.level = list(level)
+
+    def _source(self, store: _Store, index: int) -> pd.DataFrame:
+        return store.raw if index in self.fused else store.source(self.plan.steps[index])
 
     def partition(self, frame: Any) -> Stats:
         raw = to_pandas(frame)
@@ -146,7 +152,7 @@ class FitPass(_Runner):
         stats = []
         for i in self.level:
             step = self.plan.steps[i]
-            stats.append(step.op.partition_stats(store.source(step), store.ctx or ctx))
+            stats.append(step.op.partition_stats(self._source(store, i), store.ctx or ctx))
         return len(raw), tuple(stats)
 
     def merge(self, *parts: Stats) -> Stats:
@@ -196,7 +202,7 @@ class FitPass(_Runner):
         ctx = PartitionContext(raw, self.out_of_fold)
         keep = {c: v for i in self.level for c, v in self.plan.steps[i].reads.items()}
         store = self.run(raw, ctx, keep)
-        return [store.source(self.plan.steps[i]) for i in self.level]
+        return [self._source(store, i) for i in self.level]
 
 
 def _call_partition(plan: FitPass, frame: Any) -> Stats:

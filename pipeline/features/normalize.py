@@ -17,6 +17,7 @@ class Normalize(InPlaceOp):
     """``(x - mean) / std`` with the population std; a constant column maps to 0."""
 
     type_name = "Normalize"
+    absorbs_fills = True
 
     def __init__(self, columns: str | Sequence[str]) -> None:
         self.columns = column_list(columns, "Normalize")
@@ -37,6 +38,13 @@ class Normalize(InPlaceOp):
 
     def merge_stats(self, a: Moments, b: Moments) -> Moments:
         return Moments.merge(a, b)
+
+    def stats_after_fill(self, stats: Moments, rows: int, fills: Mapping[str, float]) -> Moments:
+        """Each column's ``rows - count`` nulls became its fill value: Chan's merge of the
+        non-null moments with a block of that many copies of it (zero spread)."""
+        values = np.array([fills[c] for c in self.columns], dtype=np.float64)
+        filled = Moments(stats.columns, rows - stats.count, values, np.zeros(len(values)))
+        return Moments.merge(stats, filled)
 
     def finish_fit(self, stats: Moments) -> None:
         require_values(stats.count, self.columns, self._where())

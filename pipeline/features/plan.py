@@ -56,12 +56,39 @@ class Plan:
         return tuple(s.op for s in self.steps)
 
     def levels(self) -> list[list[int]]:
-        """Indices of stateful steps, grouped by fitting level."""
+        """Indices of stateful steps, grouped by fitting pass (a step fused with the fills
+        that feed it shares their pass)."""
+        fused = self.fused_fills()
         by_level: dict[int, list[int]] = {}
         for i, s in enumerate(self.steps):
             if s.op.stateful:
-                by_level.setdefault(s.level, []).append(i)
+                by_level.setdefault(s.level - (i in fused), []).append(i)
         return [by_level[k] for k in sorted(by_level)]
+
+    def fused_fills(self) -> dict[int, list[int]]:
+        """Steps fitted in one pass with the fills feeding them: step -> its fill steps.
+
+        ``num >> FillMedian >> Normalize`` fits Normalize on filled values, which would take a
+        second pass over the data once the medians are known. Normalize's moments of the
+        filled columns follow exactly from the moments of the raw non-null values, the null
+        counts and the fill values, so it is fitted on the raw columns beside FillMedian.
+        Only when every column the step reads comes from a fitted fill of a raw column, and no
+        step drops rows (the null counts come from the pass's row count).
+        """
+        if any(getattr(s.op, "filters_rows", False) for s in self.steps):
+            return {}
+        fused = {}
+        for i, s in enumerate(self.steps):
+            if not (s.op.stateful and s.op.absorbs_fills) or RAW in s.reads.values():
+                continue
+            fills = sorted(s.producers)
+            if all(
+                self.steps[p].op.fills_nulls and self.steps[p].op.stateful
+                and all(v == RAW for v in self.steps[p].reads.values())
+                for p in fills
+            ):
+                fused[i] = fills
+        return fused
 
     def ancestors(self, indices: Sequence[int]) -> list[int]:
         """Every step the given ones read from, directly or not (runnable order)."""

@@ -7,15 +7,16 @@ there), pickled again per worker, and unpickled by each worker: at 10M rows that
 3 s of a 12 s transform and 0.6 GiB of the client's memory.
 
 When every worker can read the client's files (a local cluster, or a directory every node
-mounts, named by ``RECPIPE_SHARED_DIR``), the plan is instead written once as a file: a small
-pickle stream whose NumPy and Arrow buffers are stored out of band (pickle protocol 5), each
-aligned, after it. The graph carries only a ``PlanFile`` handle (path, size, token); a worker
-maps the file and unpickles the stream over the mapped buffers, so its arrays are read-only
-views of the page cache: loaded in milliseconds, and shared by all the workers of a node
-instead of copied into each. The file is scratch, not an artifact (``Workflow.save`` writes the
-JSON + Parquet format). It is removed when the client's handle is collected, which Dask may
-delay (its comms keep a log of recent messages) until the process exits; files a killed process
-left behind are swept after a day.
+mounts, named by ``RECPIPE_SHARED_DIR``), the plan is instead written once as a file (in shared
+memory, ``/dev/shm``, on a local cluster when it has room): a small pickle stream whose NumPy
+and Arrow buffers are stored out of band (pickle protocol 5), each aligned, after it. The graph
+carries only a ``PlanFile`` handle (path, size, token); a worker maps the file and unpickles the
+stream over the mapped buffers, so its arrays are read-only views of the page cache (or shared
+memory): loaded in milliseconds, and shared by all the workers of a node instead of copied into
+each. The file is scratch, not an artifact (``Workflow.save`` writes the JSON + Parquet format).
+It is removed when the client's handle is collected, which Dask may delay (its comms keep a log
+of recent messages) until the process exits; files a killed process left behind are swept after
+a day.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import ipaddress
 import mmap
 import os
 import pickle
+import shutil
 import socket
 import stat
 import struct
@@ -34,7 +36,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,9 +95,9 @@ def ship(obj: Any, name: str, adopt: Callable[[Any], None] | None = None) -> Any
     Not ``Client.scatter``: scattered data is lost for good when a worker restarts (e.g. on
     memory pressure), while a graph key is recomputed, so a long out-of-core run survives.
     """
-    directory = shared_directory()
-    if directory is not None:
-        handle = write_plan(obj, directory)
+    directories = shared_directories()
+    if directories:
+        handle = write_plan(obj, directories)
         if handle is not None:
             obj = handle
             if adopt is not None:
@@ -108,36 +110,55 @@ def resolve(obj: Any) -> Any:
     return obj.load() if isinstance(obj, PlanFile) else obj
 
 
-def write_plan(obj: Any, directory: Path, min_bytes: int | None = None) -> PlanFile | None:
-    """Write ``obj`` as a plan file in ``directory``; None when it is under ``min_bytes``
-    (default ``MIN_FILE_BYTES``)."""
+def write_plan(
+    obj: Any, directories: Path | Sequence[Path], min_bytes: int | None = None
+) -> PlanFile | None:
+    """Write ``obj`` as a plan file in the first of ``directories`` that is private to this
+    user and has room; None when it is under ``min_bytes`` (default ``MIN_FILE_BYTES``) or
+    no directory takes it."""
     buffers: list[pickle.PickleBuffer] = []
     stream = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
     views = [b.raw() for b in buffers]
     limit = MIN_FILE_BYTES if min_bytes is None else min_bytes
     if len(stream) + sum(v.nbytes for v in views) < limit:
         return None
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if not _private(directory):
-        return None
-    _sweep(directory)
-    path = directory / f"plan-{uuid.uuid4().hex}.bin"
     header = struct.Struct(f"<8sQQ{2 * len(views)}Q")
     offset = _aligned(header.size + len(stream))
     table = []
     for view in views:
         table += [offset, view.nbytes]
         offset = _aligned(offset + view.nbytes)
-    with open(path, "wb") as out:
-        out.write(header.pack(_MAGIC, len(stream), len(views), *table))
-        out.write(stream)
-        for view, start in zip(views, table[::2], strict=True):
-            out.seek(start)
-            out.write(view)
-        out.truncate(max(offset, 1))
-    handle = PlanFile(str(path), offset, uuid.uuid4().hex)
-    weakref.finalize(handle, _remove, str(path))
-    return handle
+    for directory in [directories] if isinstance(directories, Path) else directories:
+        path = _new_file(directory, offset)
+        if path is None:
+            continue
+        try:
+            with open(path, "wb") as out:
+                out.write(header.pack(_MAGIC, len(stream), len(views), *table))
+                out.write(stream)
+                for view, start in zip(views, table[::2], strict=True):
+                    out.seek(start)
+                    out.write(view)
+                out.truncate(max(offset, 1))
+        except OSError:  # full after all (another writer): the next directory, or the graph
+            _remove(str(path))
+            continue
+        handle = PlanFile(str(path), offset, uuid.uuid4().hex)
+        weakref.finalize(handle, _remove, str(path))
+        return handle
+    return None
+
+
+def _new_file(directory: Path, size: int) -> Path | None:
+    """A fresh file name in ``directory`` if it is usable for ``size`` bytes, else None."""
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not _private(directory) or shutil.disk_usage(directory).free < size + (64 << 20):
+            return None
+    except OSError:
+        return None
+    _sweep(directory)
+    return directory / f"plan-{uuid.uuid4().hex}.bin"
 
 
 def _read(path: str, size: int) -> Any:
@@ -190,16 +211,19 @@ def _remove(path: str) -> None:
         os.unlink(path)
 
 
-def shared_directory() -> Path | None:
-    """Where plan files go: ``RECPIPE_SHARED_DIR``, else a temporary directory when every
-    worker runs on this machine; None (ship through the graph) otherwise."""
+def shared_directories() -> list[Path]:
+    """Where plan files may go, best first: ``RECPIPE_SHARED_DIR``; else, when every worker
+    runs on this machine, shared memory (``/dev/shm``: writing 600 MiB took 0.3 s there and
+    1.2 s to a disk-backed /tmp) and then the temporary directory; none otherwise (the plan
+    travels in the task graph)."""
     configured = os.environ.get(SHARED_DIR_ENV)
     if configured:
-        return Path(configured) / "recpipe-plans"
+        return [Path(configured) / "recpipe-plans"]
     if not _workers_are_local():
-        return None
-    user = os.getuid() if hasattr(os, "getuid") else 0
-    return Path(tempfile.gettempdir()) / f"recpipe-plans-{user}"
+        return []
+    name = f"recpipe-plans-{os.getuid() if hasattr(os, 'getuid') else 0}"
+    shm = Path("/dev/shm")
+    return [*([shm / name] if shm.is_dir() else []), Path(tempfile.gettempdir()) / name]
 
 
 def _workers_are_local() -> bool:

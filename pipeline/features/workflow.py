@@ -14,9 +14,10 @@ from dask.dataframe.utils import make_meta
 from pipeline.errors import ConfigError, DataError
 
 from . import persist
-from .backend import is_frame
+from .backend import float_values, is_frame
 from .base import ColumnSchema, NotFittedError, Op
 from .categorify import Categorify
+from .fill import fill_column
 from .fitting import FitPass, reduce_stats, transform_data
 from .fitting import output_meta as _output_meta
 from .graph import Node, as_node
@@ -127,8 +128,11 @@ class Workflow:
             rows, stats = reduce_stats(source_data, fit_pass)
             if rows == 0:
                 raise DataError("cannot fit the feature workflow on an empty dataset (0 rows)")
+            fused = plan.fused_fills()
             for i, new in zip(level, stats, strict=True):
                 op = plan.steps[i].op
+                if i in fused:  # its fills come earlier in the level: fitted by now
+                    new = op.stats_after_fill(new, rows, _landed_fills(plan, fused[i], meta))
                 if update:
                     old = op.merged_stats()
                     if old is None:
@@ -239,6 +243,17 @@ class Workflow:
         wf.input_schema_ = in_schema
         wf.output_schema_ = out_schema
         return wf
+
+
+def _landed_fills(plan: Plan, fills: list[int], meta: pd.DataFrame) -> dict[str, float]:
+    """Each filled column's fill value as the column stores it (a float32 column holds the
+    float32 nearest the median), as a float: what the filled rows contribute to statistics."""
+    out = {}
+    for p in fills:
+        for column, value in plan.steps[p].op.fill_values().items():
+            empty = pd.Series([None], dtype=meta[column].dtype)
+            out[column] = float(float_values(pd.Series(fill_column(empty, value)))[0])
+    return out
 
 
 def _columns(data: Any) -> list[str]:
