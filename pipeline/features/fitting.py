@@ -285,6 +285,7 @@ def _gather_one_by_one(tasks: list[Any]) -> list[Any]:
     for future in futures:
         results.append(future.result())
         future.release()
+    client.run(release_free_memory)  # the workers freed these outside any task
     return results
 
 
@@ -328,6 +329,10 @@ class TransformPass(_Runner):
 
 
 def _call_transform(frame: Any, plan: TransformPass) -> pd.DataFrame:
+    # Start trimmed too: the fit's statistics were freed on this worker outside any task (when
+    # the client released them), and their heap would otherwise ride through the transform
+    # (0.3 -> 0.9 GiB per worker at 10M rows).
+    release_free_memory()
     out = resolve(plan)(frame)
     # Every feature task ends with its freed temporaries handed back: a worker paused at its
     # memory threshold by untrimmed free heap would otherwise never run the task that frees it.

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import dask
 import dask.dataframe as dd
+import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -62,12 +63,20 @@ def to_parquet(
     dictionary = dictionary_columns(schema or {})
     if not isinstance(data, dd.DataFrame):
         return write_table(data, root / "part_0000.parquet", dictionary, compression)
-    parts = data.to_delayed()
-    width = max(4, len(str(len(parts))))
-    tasks = [
-        dask.delayed(write_table, pure=False)(
-            part, root / f"part_{i:0{width}d}.parquet", dictionary, compression
-        )
-        for i, part in enumerate(parts)
-    ]
-    return int(sum(dask.compute(*tasks)))
+    width = max(4, len(str(data.npartitions)))
+    # One task per partition reads, transforms and writes it (Dask fuses the map into the
+    # read): no transformed partition waits in a worker's memory for a separate write task.
+    rows = data.map_partitions(
+        _write_partition, str(root), width, dictionary, compression,
+        meta=pd.Series([], dtype=np.int64), enforce_metadata=False, align_dataframes=False,
+    )
+    return int(rows.sum().compute())
+
+
+def _write_partition(
+    frame: Any, root: str, width: int, dictionary: Sequence[str], compression: str,
+    partition_info: dict[str, Any] | None = None,
+) -> pd.Series:
+    number = partition_info["number"] if partition_info else 0
+    path = Path(root) / f"part_{number:0{width}d}.parquet"
+    return pd.Series([write_table(frame, path, dictionary, compression)], dtype=np.int64)
