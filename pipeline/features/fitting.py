@@ -12,7 +12,8 @@ Transforming is ``map_partitions`` with the same per-frame function the pandas p
 is what makes distributed and in-memory results identical.
 
 Fitted ops can be large (vocabularies, encodings): each pass ships only the steps it runs, as one
-graph key that every partition's task depends on.
+graph key that every partition's task depends on (``shipping``: through a memory-mapped file when
+the workers can read it).
 """
 
 from __future__ import annotations
