@@ -138,7 +138,7 @@ class TargetStats:
                           where)
             for i in range(len(bounds) + 1)
         ]
-        merged = _concatenate(pieces)
+        merged = TargetStats.concatenate(pieces)
         return dataclasses.replace(
             merged, total_count=np.sum([p.total_count for p in parts], axis=0),
             total_sum=np.sum([p.total_sum for p in parts], axis=0))
@@ -159,6 +159,8 @@ class TargetStats:
         buffer under all its arrays, so joining field by field would hold every piece until
         the end, and the client would carry a key-per-row statistic twice.
         """
+        if len(pieces) == 1:
+            return pieces.pop()
         first = pieces[0]
         n_keys = sum(len(p.key) for p in pieces)
         n_entries = sum(len(p.fold) for p in pieces)
@@ -392,22 +394,5 @@ def _merge_sorted(parts: Sequence[TargetStats], where: str) -> TargetStats:
     return TargetStats(
         first.keys, first.kinds, k, sorted_keys[new], tuple(v[new] for v in values),
         _indptr(gid // k, n_keys), (gid % k).astype(np.int16), count.astype(np.int64), total,
-        first.total_count, first.total_sum,
-    )
-
-
-def _concatenate(pieces: Sequence[TargetStats]) -> TargetStats:
-    """Statistics over consecutive key ranges joined into one (keys stay sorted)."""
-    if len(pieces) == 1:
-        return pieces[0]
-    first = pieces[0]
-    entries = np.cumsum([0, *(len(p.fold) for p in pieces)])
-    indptr = np.concatenate([pieces[0].indptr[:1]]
-                            + [p.indptr[1:] + entries[i] for i, p in enumerate(pieces)])
-    return TargetStats(
-        first.keys, first.kinds, first.n_folds, np.concatenate([p.key for p in pieces]),
-        tuple(np.concatenate(vs) for vs in zip(*(p.values for p in pieces), strict=True)),
-        indptr, np.concatenate([p.fold for p in pieces]),
-        np.concatenate([p.count for p in pieces]), np.concatenate([p.sum for p in pieces]),
         first.total_count, first.total_sum,
     )
