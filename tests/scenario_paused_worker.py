@@ -3,7 +3,8 @@
 ``python -m tests.scenario_paused_worker OUT``: starts its own two-worker LocalCluster, stops and
 resumes one worker every few milliseconds until XGBoost's first attempt to form its
 communication group fails, lets ``train_xgboost`` retry, and prints one JSON line: the retry
-warnings logged and the rows trained.
+warnings logged, the rows trained and the model's folder. A training the pauses did not
+interrupt is tried again, up to ``TRIALS`` times.
 
 Its own process because XGBoost's tracker runs in the scheduler's process (here, this one) and
 XGBoost 3.2's tracker has aborted that process (SIGABRT) during such a failed start-up: the
@@ -62,6 +63,10 @@ def _pause_until(pid: int, done: threading.Event, limit_s: float) -> threading.T
     return thread
 
 
+TRIALS = 5
+"""Trainings tried until the pauses interrupt a start-up (a pause can miss the short window)."""
+
+
 def main(out: Path) -> None:
     # The worker left waiting by its failed peer gives up after the collective timeout.
     collective.COLLECTIVE_TIMEOUT_S = 5
@@ -70,21 +75,25 @@ def main(out: Path) -> None:
     with worker_malloc_settings():
         cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                memory_limit="3GiB", dashboard_address=None)
+    log = logging.getLogger(collective.__name__)
     with cluster, Client(cluster) as client:
         rows = client.persist(ranker_rows())
         pids = client.run(os.getpid)
-        watch = _RetryWatch()
-        log = logging.getLogger(collective.__name__)
-        log.addHandler(watch)
-        # Pause one worker until the first attempt has failed; the retry then runs undisturbed.
-        pausing = _pause_until(pids[sorted(pids)[-1]], watch.retried, limit_s=60)
-        try:
-            report = train_xgboost(client, rows, FEATURES, spec, out / "model")
-        finally:
-            watch.retried.set()
-            pausing.join()
-            log.removeHandler(watch)
-    print(json.dumps({"retries": watch.messages, "train_rows": report.train_rows}))
+        for trial in range(1, TRIALS + 1):
+            watch = _RetryWatch()
+            log.addHandler(watch)
+            # Pause one worker until the first attempt has failed; the retry runs undisturbed.
+            pausing = _pause_until(pids[sorted(pids)[-1]], watch.retried, limit_s=60)
+            try:
+                report = train_xgboost(client, rows, FEATURES, spec, out / f"model-{trial}")
+            finally:
+                watch.retried.set()
+                pausing.join()
+                log.removeHandler(watch)
+            if watch.messages:
+                break
+    print(json.dumps({"retries": watch.messages, "train_rows": report.train_rows,
+                      "trial": trial, "model": str(out / f"model-{trial}")}))
 
 
 if __name__ == "__main__":

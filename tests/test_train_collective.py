@@ -35,7 +35,7 @@ def test_a_worker_paused_during_start_up_is_retried(tmp_path: Path) -> None:
     messages = result["retries"]
     assert messages, "the pauses did not interrupt the start-up: the test proves nothing"
     assert "attempt 1 of 3" in messages[0] and len(messages) == 1
-    assert result["train_rows"] == 1600 and (tmp_path / "model" / "model.json").is_file()
+    assert result["train_rows"] == 1600 and (Path(result["model"]) / "model.json").is_file()
 
 
 def test_only_start_up_failures_count_as_transient() -> None:
