@@ -76,6 +76,30 @@ def test_groups_and_targets_match_pandas(data: list, p: float, kfold: int, seed:
             assert infer[name].dtype == np.float32
 
 
+def test_null_target_rows_of_a_fold_their_key_lacks() -> None:
+    """A training row with a null target adds no entry for its fold; its out-of-fold value
+    then uses every entry of its key (the table has no entry to read for it)."""
+    rng = np.random.default_rng(3)
+    n = 400
+    frame = pd.DataFrame({
+        "user": pd.Series(rng.integers(0, 40, n), dtype="Int64"),
+        "item": pd.Series(rng.choice(["a", "b"], n), dtype="str"),
+        "click": pd.Series(np.where(rng.random(n) < 0.6, np.nan, rng.integers(0, 2, n)),
+                           dtype="float64"),
+        "rating": rng.normal(size=n),
+    })
+    op = TargetEncoding(["user"], target="click", p_smooth=2.0, kfold=7, seed=1)
+    train = Workflow([op]).fit_transform(frame)
+    folds = fold_ids(row_fold_hash(frame, ["user"]), 1, 7)
+    known = frame[frame["click"].notna()]
+    entries = set(zip(known["user"], folds[frame["click"].notna().to_numpy()], strict=True))
+    lacking = [(u, f) not in entries and u in set(known["user"])
+               for u, f in zip(frame["user"], folds, strict=True)]
+    assert sum(lacking) > 20  # the case under test happens
+    np.testing.assert_allclose(train["TE_user_click"],
+                               reference(frame, ["user"], "click", 2.0, folds), rtol=2e-6)
+
+
 def test_out_of_fold_state_round_trips_and_merges(tmp_path) -> None:
     rng = np.random.default_rng(1)
     frame = pd.DataFrame({"u": rng.integers(0, 30, 400), "i": rng.integers(0, 20, 400),

@@ -217,25 +217,3 @@ def test_exact_keys_spread_evenly_over_key_ranges() -> None:
     sizes = [len(p.key) for p in stats.split(8)]
     assert sum(sizes) == 80_000
     assert min(sizes) > 9_000 and max(sizes) < 11_000
-
-
-@settings(max_examples=80, deadline=None)
-@given(data=rows, n_folds=st.sampled_from([2, 3, 5, 9, 17, 40]), seed=st.integers(0, 2**16))
-def test_fold_entries_with_the_fold_mask_equal_probing(data: list, n_folds: int,
-                                                        seed: int) -> None:
-    """The one-step lookup (a bit per fold a key has) finds exactly the entries that probing
-    each key's run finds, for 8-, 16- and 32-bit masks and past them (no mask)."""
-    frame = frame_of(data)
-    rng = np.random.default_rng(seed)
-    folds = rng.integers(0, n_folds, len(frame))
-    stats = TargetStats.from_partition(frame, ["s", "i"], ["str", "int"], "y", folds, n_folds,
-                                       "t")
-    mask = stats.fold_mask()
-    assert (mask is None) == (n_folds > 32)
-    pos = rng.integers(-1, max(len(stats.key), 1), 50)
-    pos = np.where(len(stats.key) > 0, pos, -1)
-    query = rng.integers(0, n_folds, 50)
-    probed = stats.fold_entries(pos, query)
-    masked = stats.fold_entries(pos, query, mask)
-    np.testing.assert_array_equal(masked[0], probed[0])
-    np.testing.assert_array_equal(masked[1], probed[1])

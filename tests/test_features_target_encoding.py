@@ -111,6 +111,7 @@ def test_all_null_target_is_a_data_error() -> None:
         {"columns": ["k"], "target": "k"},
         {"columns": ["k"], "target": "y", "p_smooth": -1},
         {"columns": ["k"], "target": "y", "kfold": 0},
+        {"columns": ["k"], "target": "y", "kfold": 65},  # a fold bitmask is one uint64
         {"columns": [], "target": "y"},
         {"columns": ["k", "k"], "target": "y"},
     ],

@@ -226,57 +226,6 @@ class TargetStats:
                 found &= mine[pos] == theirs
         return np.where(found, pos, -1)
 
-    def fold_mask(self) -> np.ndarray | None:
-        """Per key, bit ``f`` set when the key has an entry for fold ``f`` (None past 32 folds):
-        with it ``fold_entries`` finds a row's entry in one step, the entry's offset in its key's
-        run being the number of lower folds present."""
-        if self.n_folds > 32:
-            return None
-        dtype = np.uint8 if self.n_folds <= 8 else np.uint16 if self.n_folds <= 16 else np.uint32
-        if len(self.key) == 0:
-            return np.zeros(0, dtype)
-        bits = np.left_shift(np.ones(1, dtype), self.fold.astype(dtype))
-        return np.add.reduceat(bits, self.indptr[:-1]).astype(dtype)  # distinct bits: sum = or
-
-    def fold_entries(
-        self, pos: np.ndarray, fold: np.ndarray, mask: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(count, sum) of each looked-up key's entry for ``fold`` (0 when absent or pos < 0);
-        ``mask`` is ``fold_mask()``, derived once per process by the caller.
-
-        A key's entries hold distinct folds in ascending order, so fold ``f`` can only sit at
-        offsets ``max(0, f - (k - n)) .. min(f, n - 1)`` of a key with ``n`` entries: one probe
-        when a key has every fold or just one (most keys), a few otherwise.
-        """
-        count = np.zeros(len(pos))
-        total = np.zeros(len(pos))
-        rows = np.flatnonzero(pos >= 0)
-        if len(self.fold) == 0 or len(rows) == 0:
-            return count, total
-        if mask is not None:
-            p = pos[rows]
-            have = mask[p]
-            bit = np.left_shift(np.ones(1, mask.dtype), fold[rows].astype(mask.dtype))
-            hit = (have & bit) != 0
-            idx = self.indptr[p[hit]] + np.bitwise_count(have[hit] & (bit[hit] - 1))
-            count[rows[hit]] = self.count[idx]
-            total[rows[hit]] = self.sum[idx]
-            return count, total
-        p, f = pos[rows], fold[rows]
-        start = self.indptr[p]
-        n = self.indptr[p + 1] - start
-        lo = np.maximum(0, f - (self.n_folds - n))
-        span = np.minimum(f, n - 1) - lo
-        for d in range(int(span.max(initial=-1)) + 1):
-            keep = span >= d
-            if not keep.all():
-                rows, start, lo, span, f = rows[keep], start[keep], lo[keep], span[keep], f[keep]
-            idx = start + lo + d
-            hit = self.fold[idx] == f
-            count[rows[hit]] = self.count[idx[hit]]
-            total[rows[hit]] = self.sum[idx[hit]]
-        return count, total
-
     # -- persistence --------------------------------------------------------------------------
 
     def table(self) -> pd.DataFrame:

@@ -1,0 +1,59 @@
+"""Finding uint64 keys in a sorted array in constant time: a directory of their top bits.
+
+Fitted group keys are spread over the whole 64-bit space (hashes, or integer ids through a
+bijective mixer, see ``group_keys``), so the keys whose top ``B`` bits equal ``t`` form a short
+run starting at ``directory[t]``. With ``2**B`` about the number of keys, a run holds one or two
+keys: a lookup reads the directory and then one or two keys, where a binary search into a
+user x item table (8.5M keys at 10M rows) reads 23, most of them cache misses. That made the
+binary search the largest single cost of target encoding a partition.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MAX_RUN = 64
+"""Past this many keys under one directory entry (keys that are not spread), binary search."""
+
+
+class KeyIndex:
+    """``find`` the position of each query in ``keys`` (ascending uint64, distinct), or -1."""
+
+    def __init__(self, keys: np.ndarray) -> None:
+        self.keys = keys
+        n = len(keys)
+        self.bits = max(n.bit_length() - 1, 0)  # 2**bits <= n: one or two keys per entry
+        self.shift = np.uint64(64 - self.bits)
+        runs = np.bincount(self._top(keys), minlength=1 << self.bits) if n else np.zeros(1, int)
+        directory = np.zeros(len(runs) + 1, dtype=np.int64)
+        np.cumsum(runs, out=directory[1:])
+        self.directory = directory.astype(np.int32) if n < 2**31 else directory
+        self.balanced = int(runs.max(initial=0)) <= MAX_RUN
+
+    def _top(self, keys: np.ndarray) -> np.ndarray:
+        if self.bits == 0:
+            return np.zeros(len(keys), dtype=np.intp)
+        return (keys >> self.shift).astype(np.intp)
+
+    def find(self, queries: np.ndarray) -> np.ndarray:
+        """Position of each query in ``keys`` (int64), -1 where absent."""
+        keys = self.keys
+        if len(keys) == 0 or len(queries) == 0:
+            return np.full(len(queries), -1, dtype=np.int64)
+        if not self.balanced:
+            order = np.argsort(queries)  # sorted queries walk the table in order
+            pos = np.empty(len(queries), dtype=np.int64)
+            pos[order] = np.searchsorted(keys, queries[order])
+        else:
+            top = self._top(queries)
+            pos = self.directory[top].astype(np.int64)
+            end = self.directory[top + 1]
+            # Step every query whose key is still smaller along its run: each pass handles the
+            # queries left over by the last one, so the work is the run lengths walked.
+            live = np.flatnonzero(pos < end)
+            while len(live):
+                live = live[keys[pos[live]] < queries[live]]
+                pos[live] += 1
+                live = live[pos[live] < end[live]]
+        at = np.minimum(pos, len(keys) - 1)
+        return np.where(keys[at] == queries, pos, -1)

@@ -1,0 +1,144 @@
+"""TargetEncoding's lookup table: each key's encoded value, or each (key, fold) entry's.
+
+Derived from the fitted ``TargetStats`` once per process, on its first transform, and never
+saved or shipped. A training row's out-of-fold value depends only on its key and its fold, and
+that (key, fold) is one of the statistics' entries (the row itself was counted there), so the
+table holds one value per entry: a transform finds the key (``KeyIndex``), the entry from the
+key's fold bitmask, and reads one value, instead of gathering the key's totals and its fold's
+entry and smoothing them row by row. The values come from the very float64 operations of that
+row-by-row formula, rounded to float32 once: a seen key's encoding is unchanged bit for bit
+(an unseen key's is the prior itself).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .group_keys import GroupKeys, is_exact
+from .key_index import KeyIndex
+from .te_stats import TargetStats
+
+MAX_FOLDS = 64  # a fold bitmask per key is one uint64 at most
+CHUNK_KEYS = 1 << 18  # keys built at a time: small, warm float64 temporaries
+
+
+@dataclass(frozen=True)
+class EncodingTable:
+    """``values``: per key (in-sample), or per (key, fold) entry of the statistics (out of
+    fold, with ``masks``: bit ``f`` of a key's mask is set when it has an entry for fold ``f``);
+    ``prior[f]``: the encoding of unseen and null keys for a row of fold ``f``."""
+
+    index: KeyIndex
+    values: np.ndarray
+    prior: np.ndarray
+    p_smooth: float
+    masks: np.ndarray | None = None
+
+    @classmethod
+    def build(cls, stats: TargetStats, p_smooth: float, out_of_fold: bool) -> EncodingTable:
+        """The table of ``stats``; ``out_of_fold`` (and more than one fitted fold): per entry."""
+        per_fold = out_of_fold and stats.n_folds > 1
+        prior = _prior(stats, per_fold)
+        n_keys = len(stats.key)
+        values = np.empty(len(stats.fold) if per_fold else n_keys, dtype=np.float32)
+        masks = _mask_array(stats.n_folds, n_keys) if per_fold else None
+
+        for lo in range(0, n_keys, CHUNK_KEYS):
+            hi = min(lo + CHUNK_KEYS, n_keys)
+            first, last = int(stats.indptr[lo]), int(stats.indptr[hi])
+            out = values[first:last] if per_fold else values[lo:hi]
+            _chunk(stats, lo, hi, prior, p_smooth, out, masks)
+        return cls(KeyIndex(stats.key), values, prior.astype(np.float32), p_smooth, masks)
+
+    def encode(self, stats: TargetStats, gk: GroupKeys, fold: np.ndarray | None) -> np.ndarray:
+        """float32 encoding of each row; ``fold`` (training rows) picks its out-of-fold value."""
+        per_fold = fold is not None and self.masks is not None
+        out = self.prior[fold] if per_fold else np.full(len(gk.ok), self.prior[0])
+        pos = self.index.find(gk.key)
+        if not is_exact(stats.kinds):  # a hash: the raw values must match too
+            at = np.maximum(pos, 0)
+            same = np.ones(len(pos), dtype=bool)
+            for mine, theirs in zip(stats.values, gk.values, strict=True):
+                same &= mine[at] == theirs
+            pos = np.where(same, pos, -1)
+        hit = pos >= 0
+        rows = np.flatnonzero(gk.ok)[hit]
+        pos = pos[hit]
+        if not per_fold:
+            out[rows] = self.values[pos]
+            return out
+        assert fold is not None and self.masks is not None
+        have = self.masks[pos]
+        bit = np.left_shift(np.ones(1, have.dtype), fold[rows].astype(have.dtype))
+        own = (have & bit) != 0
+        # the entry's offset in its key's run: how many lower folds the key has
+        entry = stats.indptr[pos[own]] + np.bitwise_count(have[own] & (bit[own] - 1))
+        out[rows[own]] = self.values[entry]
+        if not own.all():  # a row whose fold the key lacks (its target was null): all entries
+            lack = ~own
+            prior = _prior(stats, True)[fold[rows[lack]]]
+            out[rows[lack]] = _whole_key(stats, pos[lack], prior, self.p_smooth)
+        return out
+
+
+def _prior(stats: TargetStats, per_fold: bool) -> np.ndarray:
+    """float64 prior: the global mean, or per fold the mean of the other folds."""
+    global_count = float(stats.total_count.sum())
+    global_sum = float(stats.total_sum.sum())
+    mean = global_sum / max(global_count, 1.0)
+    if not per_fold:
+        return np.array([mean])
+    rest = global_count - stats.total_count
+    rest_sum = global_sum - stats.total_sum
+    return np.where(rest > 0, rest_sum / np.maximum(rest, 1), mean)
+
+
+def _smooth(count: np.ndarray, total: np.ndarray, prior: np.ndarray | float,
+            p: float) -> np.ndarray:
+    """float32 ``(total + p * prior) / (count + p)``, ``prior`` where that divides by 0."""
+    denom = count + p
+    smoothed = (total + p * prior) / np.where(denom > 0, denom, 1.0)
+    return np.where(denom > 0, smoothed, prior).astype(np.float32)
+
+
+def _whole_key(stats: TargetStats, pos: np.ndarray, prior: np.ndarray, p: float) -> np.ndarray:
+    """float32 encodings of keys ``pos`` from all their entries (rows of a fold they lack)."""
+    starts = stats.indptr[pos]
+    n = stats.indptr[pos + 1] - starts
+    offsets = np.r_[0, np.cumsum(n)[:-1]]
+    entries = np.repeat(starts - offsets, n) + np.arange(int(n.sum()))
+    count = np.add.reduceat(stats.count[entries], offsets).astype(np.float64)
+    return _smooth(count, np.add.reduceat(stats.sum[entries], offsets), prior, p)
+
+
+def _chunk(stats: TargetStats, lo: int, hi: int, prior: np.ndarray, p: float,
+           out: np.ndarray, masks: np.ndarray | None) -> None:
+    """Keys ``lo:hi``: their values (per key, or per entry with ``masks``) into ``out``, and
+    their fold masks. Chunks keep the float64 temporaries small and warm: fresh pages for
+    whole-table temporaries cost more than the arithmetic."""
+    first, last = int(stats.indptr[lo]), int(stats.indptr[hi])
+    if last == first:
+        return
+    starts = stats.indptr[lo:hi] - first
+    count = stats.count[first:last]
+    total = stats.sum[first:last]
+    key_count = np.add.reduceat(count, starts).astype(np.float64)
+    key_sum = np.add.reduceat(total, starts)
+    if masks is None:
+        out[:] = _smooth(key_count, key_sum, prior[0], p)
+        return
+    fold = stats.fold[first:last]
+    entry_key = np.repeat(np.arange(hi - lo), np.diff(stats.indptr[lo:hi + 1]))
+    # the key's totals less the entry's own fold (float64, as row by row)
+    out[:] = _smooth(key_count[entry_key] - count, key_sum[entry_key] - total, prior[fold], p)
+    bits = np.left_shift(np.ones(1, masks.dtype), fold.astype(masks.dtype))
+    masks[lo:hi] = np.add.reduceat(bits, starts)  # distinct bits: the sum is the or
+
+
+def _mask_array(n_folds: int, n_keys: int) -> np.ndarray:
+    """Per key, bit ``f`` set when the key has an entry for fold ``f``: the smallest uint."""
+    dtype = next(t for t in (np.uint8, np.uint16, np.uint32, np.uint64)
+                 if np.iinfo(t).bits >= n_folds)
+    return np.zeros(n_keys, dtype)
