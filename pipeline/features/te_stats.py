@@ -78,34 +78,46 @@ class TargetStats:
         kinds: Sequence[KeyKind],
         where: str,
     ) -> TargetStats:
-        """Statistics from precomputed group keys (shared by several targets of one group)."""
+        """Statistics from precomputed group keys (shared by several targets of one group).
+
+        One sort by key; then the rows, in key order, are sorted by (key rank, fold), which is
+        nearly sorted already (only within a key's rows), so the stable sort's run detection
+        makes it cheap, and every (key, fold) entry is a run of it. A dense count per (key,
+        fold) cell was slower: five cells a key, most of them empty, for a user x item pair
+        with about one key per row.
+        """
         has_y = ~np.isnan(y)
         fold = folds if folds is not None else np.zeros(len(y), dtype=np.int64)
         total_count = np.bincount(fold[has_y], minlength=n_folds).astype(np.int64)
         total_sum = np.bincount(fold[has_y], weights=y[has_y], minlength=n_folds)
         sel = has_y[ok]
-        h, f, yy = key[sel], fold[ok][sel], y[ok][sel]
-        vals = tuple(v[sel] for v in values)
-        # One sort gives the distinct keys in order and each row's rank among them (cheaper
-        # than hashing, then sorting the distinct keys).
+        if sel.all() and ok.all():  # the usual case: no copies
+            h, f, yy, vals = key, fold, y, tuple(values)
+        else:
+            h, f, yy = key[sel], fold[ok][sel], y[ok][sel]
+            vals = tuple(v[sel] for v in values)
         order = np.argsort(h)
-        new = _run_starts(h[order])
-        starts = np.flatnonzero(new)
-        uniq = h[order[starts]]
-        code = np.empty(len(h), dtype=np.int64)
-        code[order] = np.cumsum(new) - 1
-        first = order[starts]  # any row of a key will do: they share its values
-        key_values = tuple(v[first] for v in vals)
-        if not is_exact(kinds):
-            check_collisions(keys, [v[code] for v in key_values], vals, where)
-        gid = code * n_folds + f
-        counts = np.bincount(gid, minlength=len(uniq) * n_folds)
-        sums = np.bincount(gid, weights=yy, minlength=len(uniq) * n_folds)
-        nz = np.flatnonzero(counts)
+        sorted_keys = h[order]
+        new = _run_starts(sorted_keys)
+        if not is_exact(kinds) and not new.all():  # rows sharing a hash share their values
+            vs = [v[order] for v in vals]
+            dup = np.flatnonzero(~new)
+            check_collisions(keys, [v[dup - 1] for v in vs], [v[dup] for v in vs], where)
+        rank = np.cumsum(new) - 1
+        cell = rank * n_folds + f[order] if n_folds > 1 else rank
+        cell_order = np.argsort(cell, kind="stable") if n_folds > 1 else None
+        if cell_order is not None:
+            cell = cell[cell_order]
+        starts = np.flatnonzero(_run_starts(cell))
+        y_sorted = yy[order] if cell_order is None else yy[order[cell_order]]
+        counts = np.diff(np.r_[starts, len(cell)]).astype(np.int64)
+        sums = _sum_runs(y_sorted, starts)
+        entry_cell = cell[starts]
+        first = order[np.flatnonzero(new)]  # any row of a key will do: they share its values
         return cls(
-            tuple(keys), tuple(kinds), n_folds, uniq, key_values,
-            _indptr(nz // n_folds, len(uniq)), (nz % n_folds).astype(np.int16),
-            counts[nz].astype(np.int64), sums[nz], total_count, total_sum,
+            tuple(keys), tuple(kinds), n_folds, sorted_keys[new], tuple(v[first] for v in vals),
+            _indptr(entry_cell // n_folds, int(new.sum())),
+            (entry_cell % n_folds).astype(np.int16), counts, sums, total_count, total_sum,
         )
 
     @staticmethod
