@@ -124,19 +124,23 @@ class Vocabulary:
         max_size: int | None = None,
     ) -> Vocabulary:
         """Keep values seen at least ``freq_threshold`` times, most frequent first, and at most
-        ``max_size`` of them (the rest hash into the OOV buckets like rare values)."""
-        table = pd.DataFrame({"value": stats.counts.index.array, "count": stats.counts.to_numpy()})
-        table = table.sort_values(["count", "value"], ascending=[False, True], kind="stable")
-        keep = table["count"].to_numpy() >= max(freq_threshold, 1)
+        ``max_size`` of them (the rest hash into the OOV buckets like rare values).
+
+        The counts are sorted by value already, so a stable sort by descending count breaks
+        ties by ascending value (two-key DataFrame sorts took 0.2 s on the client at 10M rows).
+        """
+        counts = stats.counts.to_numpy(dtype=np.int64)
+        order = np.argsort(-counts, kind="stable")
+        kept = int(np.count_nonzero(counts >= max(freq_threshold, 1)))  # a prefix of ``order``
         if max_size is not None:
-            keep &= np.arange(len(table)) < max_size
-        vocab = table[keep]
-        rare = table[~keep].sort_values("value", kind="stable")
+            kept = min(kept, max_size)
+        rare = np.sort(order[kept:])  # by value
+        index = stats.counts.index
         return cls(
             kind=stats.kind,
-            values=pd.Index(vocab["value"].array, dtype=stats.counts.index.dtype),
-            counts=vocab["count"].to_numpy(dtype=np.int64),
-            rare=pd.Series(rare["count"].to_numpy(np.int64), index=pd.Index(rare["value"].array)),
+            values=index.take(order[:kept]),
+            counts=counts[order[:kept]],
+            rare=pd.Series(counts[rare], index=pd.Index(index.take(rare).array)),
             nulls=stats.nulls,
             num_buckets=num_buckets,
         )
