@@ -107,3 +107,21 @@ def test_layout_property(values: list, num_buckets: int, freq_threshold: int) ->
             if raw not in expected:
                 assert 2 <= code < first
     assert wf.categorify_mapping("c")["value"].tolist() == order
+
+
+@settings(max_examples=60, deadline=None)
+@given(vocab=st.lists(st.text(max_size=4), min_size=1, max_size=40, unique=True),
+       queries=st.lists(st.text(max_size=4), max_size=60))
+def test_string_lookups_agree_for_small_and_large_vocabularies(vocab: list, queries: list) -> None:
+    """Both string lookups (probe the vocabulary's hash, or hash the frame's distinct values
+    and probe them with the vocabulary, for vocabularies about the frame's size) find what a
+    dict finds."""
+    from pipeline.features.keys import STR_DTYPE
+    from pipeline.features.vocab import ValueCounts, Vocabulary
+
+    counts = ValueCounts.from_partition(pd.Series(vocab, dtype="str"), "str", "t")
+    table = Vocabulary.from_counts(counts, 1, 2)
+    where = {v: i for i, v in enumerate(table.values)}
+    values = pd.Index(queries, dtype=STR_DTYPE)
+    expected = [where.get(q, -1) for q in queries]
+    np.testing.assert_array_equal(table._positions(values), np.array(expected, dtype=np.int64))

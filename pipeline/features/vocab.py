@@ -170,10 +170,24 @@ class Vocabulary:
     def _positions(self, values: pd.Index) -> np.ndarray:
         """Vocabulary position of each value, -1 if absent. Strings use pyarrow's hash lookup
         (several times faster than pandas' on string indexes); numbers pandas' hash table."""
-        if self.kind == "str" and len(values):
-            found = pc.index_in(pa.array(values.array), value_set=self._arrow_values)
+        if self.kind != "str" or not len(values):
+            return self.values.get_indexer(values)
+        strings = pa.array(values.array)
+        if isinstance(strings, pa.ChunkedArray):
+            strings = strings.combine_chunks()
+        if 2 * len(self.values) <= len(strings):
+            found = pc.index_in(strings, value_set=self._arrow_values)
             return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-        return self.values.get_indexer(values)
+        # Arrow hashes the value set on every call: for a vocabulary about as large as the
+        # partition, hash the partition's distinct values instead and look the vocabulary up
+        # in them (26 -> 9 ms for 262k rows against 156k values).
+        encoded = pc.dictionary_encode(strings)
+        slot = pc.index_in(self._arrow_values, value_set=encoded.dictionary)
+        slot = slot.fill_null(-1).to_numpy(zero_copy_only=False)
+        position = np.full(len(encoded.dictionary), -1, dtype=np.int64)
+        in_vocab = np.flatnonzero(slot >= 0)
+        position[slot[in_vocab]] = in_vocab
+        return position[encoded.indices.to_numpy(zero_copy_only=False)]
 
     def table(self) -> pd.DataFrame:
         """Every seen value with its count and index (vocabulary first, then rare values)."""
