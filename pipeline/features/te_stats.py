@@ -215,16 +215,12 @@ class TargetStats:
             count, total, np.array([self.total_count.sum()]), np.array([self.total_sum.sum()]),
         )
 
-    def lookup(
-        self, key: np.ndarray, values: Sequence[np.ndarray], presorted: bool = False
-    ) -> np.ndarray:
+    def lookup(self, key: np.ndarray, values: Sequence[np.ndarray]) -> np.ndarray:
         """Position of each key in ``self.key``, -1 when absent (raw values double-checked).
-
-        ``presorted``: ``key`` is ascending, so the binary searches walk the table in order.
-        """
+        TargetEncoding's transform finds keys through its own ``KeyIndex`` instead."""
         if len(self.key) == 0:
             return np.full(len(key), -1, dtype=np.int64)
-        if not presorted and len(key) > 4096 and len(self.key) > 65536:
+        if len(key) > 4096 and len(self.key) > 65536:
             # Sorted queries walk the table in order: far fewer cache misses on a big table.
             order = np.argsort(key)
             pos = np.empty(len(key), dtype=np.int64)
