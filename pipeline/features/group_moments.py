@@ -15,6 +15,7 @@ import pandas as pd
 from .backend import float_values
 from .group_keys import check_collisions, group_keys, is_exact
 from .keys import KeyKind
+from .runs import run_starts
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class GroupMoments:
         both = np.concatenate([a.key, b.key])
         order = np.argsort(both, kind="stable")
         srt = both[order]
-        new = np.r_[True, srt[1:] != srt[:-1]] if len(srt) else np.zeros(0, bool)
+        new = run_starts(srt)
         values = tuple(
             np.concatenate([x, y])[order] for x, y in zip(a.values, b.values, strict=True)
         )

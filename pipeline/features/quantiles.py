@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .runs import run_starts
+
 DEFAULT_CAPACITY = 8192
 MERGE_SLACK = 4
 """Merges compress only past ``MERGE_SLACK * capacity`` points: fewer compressions, less error."""
@@ -55,7 +57,7 @@ class QuantileSummary:
         present = np.sort(x[~null]) if null.any() else np.sort(x)
         present = present + 0.0  # -0.0 and 0.0 are one value
         if len(present):
-            starts = np.flatnonzero(np.r_[True, present[1:] != present[:-1]])
+            starts = np.flatnonzero(run_starts(present))
             values = present[starts]
             weights = np.diff(np.r_[starts, len(present)]).astype(np.int64)
         else:
@@ -70,7 +72,7 @@ class QuantileSummary:
         order = np.argsort(values, kind="stable")  # two sorted runs: a linear merge
         values, weights = values[order], weights[order]
         if len(values):
-            starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
+            starts = np.flatnonzero(run_starts(values))
             values, weights = values[starts], np.add.reduceat(weights, starts)
         merged = QuantileSummary(
             values, weights, a.rank_error + b.rank_error, a.nulls + b.nulls,

@@ -28,6 +28,7 @@ from .group_keys import (
     raw_values,
 )
 from .keys import KeyKind, canonical
+from .runs import run_starts
 
 FOLD = "__fold__"
 MERGE_CHUNK_KEYS = 1 << 20  # keys merged at a time: bounds the merge's temporaries
@@ -98,7 +99,7 @@ class TargetStats:
             vals = tuple(v[sel] for v in values)
         order = np.argsort(h)
         sorted_keys = h[order]
-        new = _run_starts(sorted_keys)
+        new = run_starts(sorted_keys)
         if not is_exact(kinds) and not new.all():  # rows sharing a hash share their values
             vs = [v[order] for v in vals]
             dup = np.flatnonzero(~new)
@@ -108,7 +109,7 @@ class TargetStats:
         cell_order = np.argsort(cell, kind="stable") if n_folds > 1 else None
         if cell_order is not None:
             cell = cell[cell_order]
-        starts = np.flatnonzero(_run_starts(cell))
+        starts = np.flatnonzero(run_starts(cell))
         y_sorted = yy[order] if cell_order is None else yy[order[cell_order]]
         counts = np.diff(np.r_[starts, len(cell)]).astype(np.int64)
         sums = _sum_runs(y_sorted, starts)
@@ -270,7 +271,7 @@ class TargetStats:
         key = key_of(values, kinds) if len(table) else np.zeros(0, np.uint64)
         order = np.lexsort((fold, key))
         key, fold = key[order], fold[order]
-        new = _run_starts(key)
+        new = run_starts(key)
         kpos = np.cumsum(new) - 1
         return cls(
             tuple(keys), tuple(kinds), int(n_folds), key[new],
@@ -285,11 +286,6 @@ def _target(frame: pd.DataFrame, target: str | np.ndarray) -> np.ndarray:
     if isinstance(target, str):
         return frame[target].to_numpy(dtype=np.float64, na_value=np.nan)
     return target
-
-
-def _run_starts(values: np.ndarray) -> np.ndarray:
-    """True where a sorted array starts a run of equal values."""
-    return np.r_[True, values[1:] != values[:-1]] if len(values) else np.zeros(0, dtype=bool)
 
 
 def _sum_runs(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
@@ -329,7 +325,7 @@ def _merge_sorted(parts: Sequence[TargetStats], where: str) -> TargetStats:
     keys = np.concatenate([p.key for p in parts])
     order = np.argsort(keys, kind="stable")  # sorted runs: a linear merge
     sorted_keys = keys[order]
-    new = _run_starts(sorted_keys)
+    new = run_starts(sorted_keys)
     values = tuple(np.concatenate(vs)[order] for vs in zip(*(p.values for p in parts),
                                                           strict=True))
     if not is_exact(first.kinds) and not new.all():
@@ -344,7 +340,7 @@ def _merge_sorted(parts: Sequence[TargetStats], where: str) -> TargetStats:
                           for i, p in enumerate(parts)])
     eorder = np.argsort(gid, kind="stable")
     gid = gid[eorder]
-    starts = np.flatnonzero(_run_starts(gid))
+    starts = np.flatnonzero(run_starts(gid))
     count = _sum_runs(np.concatenate([p.count for p in parts])[eorder], starts)
     total = _sum_runs(np.concatenate([p.sum for p in parts])[eorder], starts)
     gid = gid[starts]

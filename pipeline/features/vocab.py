@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .keys import STR_DTYPE, KeyKind, canonical, empty_keys, hash_keys
+from .runs import run_starts
 
 PAD_INDEX = 0
 NULL_INDEX = 1
@@ -88,7 +89,7 @@ class ValueCounts:
             values = np.concatenate([p.counts.index.to_numpy() for p in present])
             order = np.argsort(values, kind="stable")
             values = values[order]
-            starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
+            starts = np.flatnonzero(run_starts(values))
             index = pd.Index(values[starts], dtype=present[0].counts.index.dtype)
         totals = np.add.reduceat(counts[order], starts)
         series = pd.Series(totals.astype(np.int64), index=index, name="count")
