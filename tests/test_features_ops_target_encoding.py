@@ -100,6 +100,25 @@ def test_null_target_rows_of_a_fold_their_key_lacks() -> None:
                                reference(frame, ["user"], "click", 2.0, folds), rtol=2e-6)
 
 
+def test_null_target_rows_of_keys_seen_in_one_fold() -> None:
+    """Out of fold, the table leaves out keys seen in one fold; a null-target row of such a
+    key still gets that fold's entry when it sits in another fold, the prior in the same one."""
+    users = np.arange(300)
+    frame = pd.DataFrame({
+        "user": pd.Series(np.r_[users, users], dtype="Int64"),
+        "click": np.r_[np.arange(300) % 2, np.full(300, np.nan)],
+    })
+    op = TargetEncoding(["user"], target="click", p_smooth=1.0, kfold=3, seed=5)
+    train = Workflow([op]).fit_transform(frame)
+    folds = fold_ids(row_fold_hash(frame, ["user"]), 5, 3)
+    same = folds[300:] == folds[:300]
+    assert 50 < same.sum() < 250  # both cases happen
+    expected = reference(frame, ["user"], "click", 1.0, folds)
+    np.testing.assert_allclose(train["TE_user_click"], expected, rtol=2e-6)
+    priors = expected[:300]  # every key is seen once: its row encodes to its fold's prior
+    assert len(np.unique(expected[300:][~same])) > len(np.unique(priors))
+
+
 def test_out_of_fold_state_round_trips_and_merges(tmp_path) -> None:
     rng = np.random.default_rng(1)
     frame = pd.DataFrame({"u": rng.integers(0, 30, 400), "i": rng.integers(0, 20, 400),

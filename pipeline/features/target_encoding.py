@@ -207,13 +207,15 @@ class TargetEncoding(Op):
         if len(frame) == 0:  # output dtypes (Dask's meta): no table to derive
             return {name: np.zeros(0, np.float32) for name in self.output_columns}
         folds = self._folds(frame, ctx)
+        no_target = {t: frame[t].isna().to_numpy() for t in self.targets} if folds is not None \
+            else {}
         out = {}
         for g in self.groups:
             gk = self._keys(frame, g)
             for t in self.targets:
                 name = self.output_name(g, t)
                 table = self._table(name, folds is not None)
-                out[name] = table.encode(stats[name], gk, folds)
+                out[name] = table.encode(gk, folds, no_target.get(t), stats[name])
         return out
 
     def column_schema(self, column: str) -> ColumnSchema:

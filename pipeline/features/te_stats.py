@@ -200,6 +200,15 @@ class TargetStats:
             first.total_count, first.total_sum,
         )
 
+    def take(self, positions: np.ndarray) -> TargetStats:
+        """The keys at ``positions`` (ascending) with their entries; the totals unchanged."""
+        entries, indptr = entries_of(self.indptr, positions)
+        return TargetStats(
+            self.keys, self.kinds, self.n_folds, self.key[positions],
+            tuple(v[positions] for v in self.values), indptr, self.fold[entries],
+            self.count[entries], self.sum[entries], self.total_count, self.total_sum,
+        )
+
     def key_totals(self) -> tuple[np.ndarray, np.ndarray]:
         """(count, sum) per key over every fold."""
         if len(self.key) == 0:
@@ -295,6 +304,15 @@ def _sum_runs(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
 def _indptr(entry_key: np.ndarray, n_keys: int) -> np.ndarray:
     """CSR row pointers from the (sorted) key index of each entry."""
     return np.r_[0, np.cumsum(np.bincount(entry_key, minlength=n_keys))].astype(np.int64)
+
+
+def entries_of(indptr: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The entries of the keys at ``positions``, run after run, and their own row pointers."""
+    starts = indptr[positions]
+    n = indptr[positions + 1] - starts
+    out = np.zeros(len(positions) + 1, dtype=np.int64)
+    np.cumsum(n, out=out[1:])
+    return np.repeat(starts - out[:-1], n) + np.arange(int(out[-1])), out
 
 
 def _entry_keys(stats: TargetStats) -> np.ndarray:
