@@ -59,14 +59,17 @@ def canonical(series: pd.Series, kind: KeyKind, where: str) -> tuple[np.ndarray,
     """
     if isinstance(series.dtype, pd.CategoricalDtype):
         series = series.astype(series.dtype.categories.dtype if not series.hasnans else object)
-    null = series.isna().to_numpy(dtype=bool)
-    present = series[~null] if null.any() else series
-    is_text = ptypes.is_string_dtype(present.dtype)
+    # On the column's array, not the Series: filtering a Series also builds an index of the
+    # kept positions (a third of this function's time on a 262k-row partition).
+    array = series.array
+    null = np.asarray(array.isna(), dtype=bool)
+    present = array[~null] if null.any() else array
+    is_text = ptypes.is_string_dtype(series.dtype)
     if kind == "str":
         if not is_text:
             raise _mismatch(series, kind, where)
-        return null, pd.Index(present.astype(STR_DTYPE).array, dtype=STR_DTYPE)
-    if is_text and present.dtype != object:
+        return null, pd.Index(present.astype(STR_DTYPE), dtype=STR_DTYPE)
+    if is_text and series.dtype != object:
         raise _mismatch(series, kind, where)
     try:
         values = present.to_numpy()
