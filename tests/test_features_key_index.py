@@ -1,4 +1,4 @@
-"""KeyIndex: the directory lookup finds exactly what a binary search finds."""
+"""KeyIndex and DenseIndex find exactly what a plain search finds."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.features.group_keys import _spread
-from pipeline.features.key_index import MAX_RUN, KeyIndex
+from pipeline.features.key_index import MAX_RUN, MIN_DENSE_SLOTS, DenseIndex, KeyIndex
 
 u64 = st.integers(0, 2**64 - 1)
 
@@ -45,3 +45,38 @@ def test_large_spread_tables_use_the_directory_and_clustered_ones_fall_back() ->
     queries = _spread(queries)
     np.testing.assert_array_equal(spread.find(queries), binary_search(spread.keys, queries))
     assert np.diff(spread.directory).max() <= MAX_RUN
+
+
+i64 = st.integers(-(2**63), 2**63 - 1)
+
+
+@settings(max_examples=150, deadline=None)
+@given(base=i64, offsets=st.lists(st.integers(0, 5000), max_size=300, unique=True),
+       extra=st.lists(i64, max_size=50), near=st.lists(st.integers(-3, 5003), max_size=50))
+def test_dense_find_equals_a_dictionary(base: int, offsets: list, extra: list, near: list) -> None:
+    """Ids anywhere in int64 (the table is built on their range), absent queries far off,
+    just outside the range, and at the int64 extremes (offsets that wrap)."""
+    low = min(base, 2**63 - 1 - 5003)
+    keys = np.array([low + o for o in offsets], dtype=np.int64)
+    index = DenseIndex.build(keys)
+    if len(keys) == 0:
+        assert index is None
+        return
+    assert index is not None
+    queries = np.array(
+        [*keys[::3], *extra, *(low + n for n in near if -(2**63) <= low + n < 2**63),
+         -(2**63), 2**63 - 1], dtype=np.int64)
+    where = {int(k): i for i, k in enumerate(keys)}
+    expected = np.array([where.get(int(q), -1) for q in queries], dtype=np.int64)
+    np.testing.assert_array_equal(index.find(queries), expected)
+
+
+def test_dense_index_only_for_ids_of_a_compact_range() -> None:
+    assert DenseIndex.build(np.array([0, 10**9], dtype=np.int64)) is None  # too sparse
+    assert DenseIndex.build(np.array([5, MIN_DENSE_SLOTS], dtype=np.int64)) is not None
+    assert DenseIndex.build(np.array([2**63 + 1], dtype=np.uint64)) is None
+    assert DenseIndex.build(np.zeros(0, dtype=np.int64)) is None
+    ids = np.random.default_rng(1).permutation(1_000_000)[:300_000].astype(np.int64)
+    index = DenseIndex.build(ids)  # 300k of the first 1M ids: 3.3 slots a key
+    assert index is not None
+    np.testing.assert_array_equal(index.find(ids[::-1]), np.arange(len(ids))[::-1])

@@ -1,4 +1,5 @@
-"""Finding uint64 keys in a sorted array in constant time: a directory of their top bits.
+"""Finding keys in constant time: uint64 keys through a directory of their top bits, integer
+ids (often dense: 0..n) through a table indexed by their offset from the smallest.
 
 Fitted group keys are spread over the whole 64-bit space (hashes, or integer ids through a
 bijective mixer, see ``group_keys``), so the keys whose top ``B`` bits equal ``t`` form a short
@@ -57,3 +58,44 @@ class KeyIndex:
                 live = live[pos[live] < end[live]]
         at = np.minimum(pos, len(keys) - 1)
         return np.where(keys[at] == queries, pos, -1)
+
+
+DENSE_SLOTS_PER_KEY = 4
+"""A ``DenseIndex`` table holds at most this many slots per key (or ``MIN_DENSE_SLOTS``)."""
+MIN_DENSE_SLOTS = 1 << 16
+
+
+class DenseIndex:
+    """``find`` the position of each integer query in ``keys`` (distinct int64, any order), or
+    -1: one read of a slot table indexed by ``query - min(keys)``.
+
+    Where ids span a range not much wider than their number (user and item ids, codes), this
+    beats hashing (pandas' ``get_indexer``) and ``KeyIndex`` alike: one random read into a
+    table of a few bytes per key instead of a probe into a larger structure. ``build`` gives
+    None for ids too sparse for a table.
+    """
+
+    def __init__(self, low: int, slots: np.ndarray) -> None:
+        self.low, self.slots = np.int64(low), slots
+
+    @classmethod
+    def build(cls, keys: np.ndarray) -> DenseIndex | None:
+        if len(keys) == 0 or keys.dtype.kind not in "iu":
+            return None
+        low, high = int(keys.min()), int(keys.max())
+        span = high - low + 1
+        if span > max(DENSE_SLOTS_PER_KEY * len(keys), MIN_DENSE_SLOTS) or high >= 2**63:
+            return None
+        slots = np.full(span, -1, dtype=np.int32 if len(keys) < 2**31 else np.int64)
+        slots[keys.astype(np.int64) - low] = np.arange(len(keys), dtype=slots.dtype)
+        return cls(low, slots)
+
+    def find(self, queries: np.ndarray) -> np.ndarray:
+        """Position of each query (int64), -1 where absent."""
+        # As uint64 the offsets of queries below ``low`` wrap to huge values: one bound check.
+        # (int64 subtraction wraps too, but never into [0, span): ``low + span`` <= 2**63.)
+        offset = (queries.astype(np.int64, copy=False) - self.low).view(np.uint64)
+        inside = offset < np.uint64(len(self.slots))
+        pos = self.slots[np.where(inside, offset, 0)].astype(np.int64)
+        pos[~inside] = -1
+        return pos

