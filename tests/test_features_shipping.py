@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from pipeline.features import Categorify, FillMedian, Normalize, TargetEncoding, Workflow, shipping
-from pipeline.features.te_stats import TargetStats
+from pipeline.features.te_stats import KeyRanges, TargetStats
 
 
 def test_plan_file_round_trip_maps_arrays_without_copying(tmp_path: Path) -> None:
@@ -122,9 +122,13 @@ def test_distributed_fit_transform_through_plan_files(
     expected = workflow().fit_transform(pdf)
     pd.testing.assert_frame_equal(got.reset_index(drop=True), expected.reset_index(drop=True))
     # The client's statistics now live in the mapped file too (its own copy was freed) ...
+    vocab = fitted.plan.steps[0].op.vocabs_["user_id"]
+    assert not vocab.counts.flags.writeable
+    # ... except TargetEncoding's: it shipped only its keys of several folds (no row had a
+    # null target), and its statistics stay in their key ranges until needed whole ...
     encoder = fitted.plan.steps[-1].op
-    stats = encoder.stats_["TE_user_id_item_id_click"]
-    assert isinstance(encoder, TargetEncoding) and not stats.key.flags.writeable
+    assert isinstance(encoder, TargetEncoding)
+    assert isinstance(encoder.stats_["TE_user_id_item_id_click"], KeyRanges)
     # ... and serve pandas transforms, saving and refitting as before.
     pd.testing.assert_frame_equal(fitted.transform(pdf), workflow().fit(pdf).transform(pdf))
     fitted.save(tmp_path / "saved")
@@ -134,3 +138,30 @@ def test_distributed_fit_transform_through_plan_files(
     pd.testing.assert_frame_equal(
         fitted.transform(pdf), workflow().fit(pdf).fit(pdf.iloc[:500], update=True).transform(pdf)
     )
+
+
+@pytest.mark.usefixtures("dask_client")
+def test_distributed_out_of_fold_with_null_targets_ships_whole_statistics(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows with a null target may need a key the out-of-fold table leaves out (one seen in
+    a single other fold): then the whole statistics travel, and the workers' encodings equal
+    the in-memory path's."""
+    monkeypatch.setattr(shipping, "MIN_FILE_BYTES", 0)
+    monkeypatch.setenv(shipping.SHARED_DIR_ENV, str(tmp_path))
+    rng = np.random.default_rng(11)
+    n = 3_000
+    pdf = pd.DataFrame({
+        "user_id": rng.integers(0, 1_500, n),
+        "click": np.where(rng.random(n) < 0.3, np.nan, rng.integers(0, 2, n)),
+    })
+
+    def workflow() -> Workflow:
+        return Workflow(TargetEncoding(["user_id"], target="click", kfold=4) + ["click"])
+
+    fitted = workflow()
+    got = fitted.fit_transform(dd.from_pandas(pdf, npartitions=4)).compute()
+    expected = workflow().fit_transform(pdf)
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), expected.reset_index(drop=True))
+    stats = fitted.plan.steps[0].op.stats_["TE_user_id_click"]
+    assert isinstance(stats, TargetStats) and stats.untargeted == int(pdf["click"].isna().sum())

@@ -12,6 +12,7 @@ copy of an op keeps the state it was built with.
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -243,6 +244,15 @@ class Op(ABC):
         from .graph import as_node
 
         return as_node(other) + self
+
+    partial_state: bool = False
+    """Set on a copy made by ``for_transform`` that holds only part of the fitted state."""
+
+    def for_transform(self, out_of_fold: bool) -> Op:
+        """The copy of this fitted op that a transform pass ships to the workers. Ops whose
+        state is larger than one kind of transform needs return a lighter copy (with
+        ``partial_state`` set, so it never replaces the fitted op's state)."""
+        return copy.copy(self)
 
     def merged_stats(self) -> Any:
         """The merged statistics the op was fitted from (None if it keeps none).

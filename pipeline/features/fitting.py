@@ -110,7 +110,8 @@ class _Runner:
         # to every worker); copies, so later refits of the same ops don't leak into a lazy graph.
         used = {*indices, *also}
         self.plan = Plan(
-            [Step(copy.copy(s.op), s.reads, s.level) if i in used else Step(_SKIPPED, {}, 0)
+            [Step(s.op.for_transform(out_of_fold) if i in indices else copy.copy(s.op),
+                  s.reads, s.level) if i in used else Step(_SKIPPED, {}, 0)
              for i, s in enumerate(plan.steps)],
             plan.outputs, plan.keep_raw,
         )
@@ -371,7 +372,8 @@ def _share_fitted_state(plan: Plan, mapped: Plan) -> None:
     which fitted state is: a refit replaces it.
     """
     for mine, theirs in zip(plan.steps, mapped.steps, strict=True):
-        if theirs.op is not _SKIPPED and type(theirs.op) is type(mine.op):
+        if (theirs.op is not _SKIPPED and type(theirs.op) is type(mine.op)
+                and not theirs.op.partial_state):
             mine.op.__dict__.update(theirs.op.__dict__)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,7 +24,7 @@ from .base import (
 from .folds import fold_ids, row_fold_hash
 from .group_keys import GroupKeys, group_keys
 from .keys import KeyKind, fitted_kinds
-from .te_stats import TargetStats
+from .te_stats import KeyRanges, TargetStats
 from .te_table import MAX_FOLDS, EncodingTable
 
 
@@ -74,7 +75,7 @@ class TargetEncoding(Op):
         self.kfold = kfold
         self.seed = seed
         self.kinds_: dict[str, KeyKind] = {}
-        self.stats_: dict[str, TargetStats] | None = None
+        self.stats_: dict[str, TargetStats | KeyRanges] | None = None
         self._tables: dict[tuple[str, bool], EncodingTable] = {}
         names = [self.output_name(g, t) for g in self.groups for t in self.targets]
         if len(set(names)) != len(names):
@@ -154,8 +155,10 @@ class TargetEncoding(Op):
     ) -> dict[str, TargetStats]:
         return self.merge_stats_many([a, b])
 
-    def merge_stats_many(self, parts: Sequence[dict[str, TargetStats]]) -> dict[str, TargetStats]:
-        return {name: TargetStats.merge_many([p[name] for p in parts], self._where())
+    def merge_stats_many(
+        self, parts: Sequence[dict[str, TargetStats | KeyRanges]]
+    ) -> dict[str, TargetStats]:
+        return {name: TargetStats.merge_many([_whole(p[name]) for p in parts], self._where())
                 for name in parts[0]}
 
     splits_stats = True  # a user x item group has about one key per row
@@ -164,19 +167,19 @@ class TargetEncoding(Op):
         cut = {name: s.split(buckets) for name, s in stats.items()}
         return [{name: pieces[b] for name, pieces in cut.items()} for b in range(buckets)]
 
-    def concat_stats(self, pieces: list[dict[str, TargetStats]]) -> dict[str, TargetStats]:
-        # Consumes the pieces, one output at a time (see TargetStats.concatenate).
+    def concat_stats(self, pieces: list[dict[str, TargetStats]]) -> dict[str, KeyRanges]:
+        # Kept in their key ranges, joined on first use (see KeyRanges).
         names = list(pieces[0])
-        return {name: TargetStats.concatenate([p.pop(name) for p in pieces]) for name in names}
+        return {name: KeyRanges([p.pop(name) for p in pieces]) for name in names}
 
-    def finish_fit(self, stats: dict[str, TargetStats]) -> None:
+    def finish_fit(self, stats: dict[str, TargetStats | KeyRanges]) -> None:
         for name, group, target in self._outputs():
             s = stats[name]
             if s.total_count.sum() == 0:
                 raise DataError(
                     f"{self._where()}: target column {target!r} has no non-null values"
                 )
-            if len(s.key) == 0:
+            if s.n_keys == 0:
                 raise DataError(
                     f"{self._where()}: key column(s) {list(group)!r} have no non-null values "
                     f"where {target!r} is set; nothing to encode"
@@ -185,9 +188,38 @@ class TargetEncoding(Op):
         self._tables = {}
 
     def _stats(self) -> dict[str, TargetStats]:
+        """The fitted statistics, each whole (key ranges left by a distributed fit joined)."""
         if self.stats_ is None:
             raise NotFittedError(f"{self._where()} is not fitted; call Workflow.fit first")
-        return self.stats_
+        for name, s in self.stats_.items():
+            self.stats_[name] = _whole(s)
+        return self.stats_  # type: ignore[return-value]  # all joined now
+
+    def merged_stats(self) -> dict[str, TargetStats] | None:
+        return self._stats() if self.stats_ is not None else None
+
+    def for_transform(self, out_of_fold: bool) -> TargetEncoding:
+        """Out of fold, when no fitted row had a null target, a copy holding only the keys of
+        several folds: every other key encodes to its fold's prior (see ``te_table``), and
+        shipping it would have the client join and write, and every worker map, hundreds of
+        MB (a 10M-row user x item pair: 8.5M keys, of which 0.5M are needed)."""
+        stats = self.stats_
+        if (not out_of_fold or self.kfold < 2 or stats is None
+                or any(s.untargeted or s.n_folds < 2 for s in stats.values())):
+            return super().for_transform(out_of_fold)  # type: ignore[return-value]
+        shipped = copy.copy(self)
+        shipped.stats_ = {name: s.several_folds() for name, s in stats.items()}
+        shipped.partial_state = True
+        return shipped
+
+    def __copy__(self) -> TargetEncoding:
+        # A shallow copy that joins nothing (``copy.copy`` would go through ``__getstate__``);
+        # the statistics dict is shared: a later join in either joins both, a refit replaces
+        # the dict.
+        copied = object.__new__(type(self))
+        copied.__dict__.update(self.__dict__)
+        copied._tables = {}
+        return copied
 
     def _table(self, name: str, out_of_fold: bool) -> EncodingTable:
         """The encoding table of output ``name`` (derived once per process, see ``te_table``)."""
@@ -200,12 +232,16 @@ class TargetEncoding(Op):
         # The tables are derived (about 80 MB for a 10M-row user x item pair): each worker
         # builds its own in a fraction of a second while the others do the same, instead of
         # the client building them alone while every worker waits, then shipping them.
+        if self.stats_ is not None:
+            self._stats()  # whole: a copy must not carry the ranges to join again
         return {**self.__dict__, "_tables": {}}
 
     def transform(self, frame: pd.DataFrame, ctx: PartitionContext) -> dict[str, Any]:
-        stats = self._stats()
-        if len(frame) == 0:  # output dtypes (Dask's meta): no table to derive
+        if self.stats_ is None:
+            raise NotFittedError(f"{self._where()} is not fitted; call Workflow.fit first")
+        if len(frame) == 0:  # output dtypes (Dask's meta): no table to derive, nothing to join
             return {name: np.zeros(0, np.float32) for name in self.output_columns}
+        stats = self._stats()
         folds = self._folds(frame, ctx)
         no_target = {t: frame[t].isna().to_numpy() for t in self.targets} if folds is not None \
             else {}
@@ -256,6 +292,10 @@ class TargetEncoding(Op):
             self.kinds_.update(zip(group, saved["kinds"], strict=True))
         self.stats_ = stats
         self._tables = {}
+
+
+def _whole(stats: TargetStats | KeyRanges) -> TargetStats:
+    return stats.join() if isinstance(stats, KeyRanges) else stats
 
 
 def _targets(target: str | Sequence[str]) -> tuple[str, ...]:

@@ -51,6 +51,9 @@ class TargetStats:
     sum: np.ndarray
     total_count: np.ndarray
     total_sum: np.ndarray
+    untargeted: int = 0
+    """Rows with a key but a null target (like the per-fold totals, a global count: every key
+    range of a ``split`` carries it)."""
 
     @classmethod
     def from_partition(
@@ -93,6 +96,7 @@ class TargetStats:
         fold = folds if folds is not None else np.zeros(len(y), dtype=np.int64)
         total_count = np.bincount(fold[has_y], minlength=n_folds).astype(np.int64)
         total_sum = np.bincount(fold[has_y], weights=y[has_y], minlength=n_folds)
+        untargeted = int(np.count_nonzero(ok & ~has_y))
         sel = has_y[ok]
         if sel.all() and ok.all():  # the usual case: no copies
             h, f, yy, vals = key, fold, y, tuple(values)
@@ -107,6 +111,7 @@ class TargetStats:
                     tuple(keys), tuple(kinds), n_folds, key_of((sorted_ids,), kinds),
                     (sorted_ids,), _indptr(entry_key, len(sorted_ids)),
                     entry_fold.astype(np.int16), counts, sums, total_count, total_sum,
+                    untargeted,
                 )
         order = np.argsort(h)
         sorted_keys = h[order]
@@ -130,6 +135,7 @@ class TargetStats:
             tuple(keys), tuple(kinds), n_folds, sorted_keys[new], tuple(v[first] for v in vals),
             _indptr(entry_cell // n_folds, int(new.sum())),
             (entry_cell % n_folds).astype(np.int16), counts, sums, total_count, total_sum,
+            untargeted,
         )
 
     @staticmethod
@@ -165,7 +171,8 @@ class TargetStats:
         merged = TargetStats.concatenate(pieces)
         return dataclasses.replace(
             merged, total_count=np.sum([p.total_count for p in parts], axis=0),
-            total_sum=np.sum([p.total_sum for p in parts], axis=0))
+            total_sum=np.sum([p.total_sum for p in parts], axis=0),
+            untargeted=sum(p.untargeted for p in parts))
 
     def split(self, buckets: int) -> list[TargetStats]:
         """The statistics in ``buckets`` even key ranges (views, no copies), the same ranges
@@ -208,8 +215,17 @@ class TargetStats:
             release_free_memory()  # the piece's buffer: glibc keeps large freed blocks
         return TargetStats(
             first.keys, first.kinds, first.n_folds, key, values, indptr, fold, count, total,
-            first.total_count, first.total_sum,
+            first.total_count, first.total_sum, first.untargeted,
         )
+
+    @property
+    def n_keys(self) -> int:
+        return len(self.key)
+
+    def several_folds(self) -> TargetStats:
+        """Only the keys with entries in more than one fold: all an out-of-fold encoding of
+        the fitted rows needs when none of them has a null target (see ``te_table``)."""
+        return self.take(np.flatnonzero(np.diff(self.indptr) > 1))
 
     def take(self, positions: np.ndarray) -> TargetStats:
         """The keys at ``positions`` (ascending) with their entries; the totals unchanged."""
@@ -218,6 +234,7 @@ class TargetStats:
             self.keys, self.kinds, self.n_folds, self.key[positions],
             tuple(v[positions] for v in self.values), indptr, self.fold[entries],
             self.count[entries], self.sum[entries], self.total_count, self.total_sum,
+            self.untargeted,
         )
 
     def key_totals(self) -> tuple[np.ndarray, np.ndarray]:
@@ -234,6 +251,7 @@ class TargetStats:
             self.keys, self.kinds, 1, self.key, self.values,
             np.arange(len(self.key) + 1, dtype=np.int64), np.zeros(len(self.key), np.int16),
             count, total, np.array([self.total_count.sum()]), np.array([self.total_sum.sum()]),
+            self.untargeted,
         )
 
     def lookup(self, key: np.ndarray, values: Sequence[np.ndarray]) -> np.ndarray:
@@ -333,6 +351,40 @@ def _by_dense_ids(
             counts[entry].astype(np.int64), sums[entry])
 
 
+class KeyRanges:
+    """One output's statistics as a distributed fit leaves them: consecutive key ranges, each
+    merged on a worker (``split``). Joined into one ``TargetStats`` only when something needs
+    them whole (saving, an in-sample table, a refit): the out-of-fold transform that follows a
+    ``fit_transform`` needs only the keys of several folds, a small part, so the client need
+    not copy the rest (hundreds of MB at 10M rows) before that transform can start."""
+
+    def __init__(self, pieces: list[TargetStats]) -> None:
+        self.pieces = pieces
+
+    @property
+    def total_count(self) -> np.ndarray:
+        return self.pieces[0].total_count
+
+    @property
+    def n_folds(self) -> int:
+        return self.pieces[0].n_folds
+
+    @property
+    def untargeted(self) -> int:
+        return self.pieces[0].untargeted
+
+    @property
+    def n_keys(self) -> int:
+        return sum(p.n_keys for p in self.pieces)
+
+    def join(self) -> TargetStats:
+        """The whole statistics (consumes the ranges)."""
+        return TargetStats.concatenate(self.pieces)
+
+    def several_folds(self) -> TargetStats:
+        return TargetStats.concatenate([p.several_folds() for p in self.pieces])
+
+
 def _target(frame: pd.DataFrame, target: str | np.ndarray) -> np.ndarray:
     if isinstance(target, str):
         return frame[target].to_numpy(dtype=np.float64, na_value=np.nan)
@@ -375,7 +427,7 @@ def _key_slice(stats: TargetStats, lo: int, hi: int) -> TargetStats:
         stats.keys, stats.kinds, stats.n_folds, stats.key[lo:hi],
         tuple(v[lo:hi] for v in stats.values), stats.indptr[lo:hi + 1] - first,
         stats.fold[first:last], stats.count[first:last], stats.sum[first:last],
-        stats.total_count, stats.total_sum,
+        stats.total_count, stats.total_sum, stats.untargeted,
     )
 
 

@@ -51,7 +51,7 @@ class EncodingTable:
         per_fold = out_of_fold and stats.n_folds > 1
         prior = _prior(stats, per_fold)
         if per_fold:
-            stats = stats.take(np.flatnonzero(np.diff(stats.indptr) > 1))
+            stats = stats.several_folds()
         n_keys = len(stats.key)
         values = np.empty(len(stats.fold) if per_fold else n_keys, dtype=np.float32)
         masks = _mask_array(stats.n_folds, n_keys) if per_fold else None
