@@ -27,3 +27,22 @@ def test_without_glibc_it_is_a_no_op(monkeypatch: pytest.MonkeyPatch) -> None:
         assert memory.release_free_memory() is False
     finally:
         memory._malloc_trim.cache_clear()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
+                    reason="malloc_trim is glibc's")
+def test_a_process_under_its_budget_keeps_its_free_heap(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(memory, "_worker_keep_bytes", lambda: 1 << 50)
+    assert memory.release_free_memory() is False  # resident memory is far below the budget
+    monkeypatch.setattr(memory, "_worker_keep_bytes", lambda: 1)
+    blocks = [np.ones(200_000) for _ in range(50)]
+    del blocks
+    assert isinstance(memory.release_free_memory(), bool)  # over it: trims
+
+
+def test_only_dask_workers_have_a_budget(dask_client) -> None:
+    assert memory._worker_keep_bytes() == 0  # the client's process always trims
+    limits = set(dask_client.run(lambda dask_worker: dask_worker.memory_manager.memory_limit)
+                 .values())
+    in_task = dask_client.submit(memory._worker_keep_bytes, pure=False).result()
+    assert len(limits) == 1 and in_task == int(limits.pop() * memory.KEEP_FRACTION) > 0
