@@ -107,3 +107,19 @@ def test_all_null_and_non_numeric_columns_are_errors() -> None:
         Workflow([FillMedian(["a"])]).fit(pd.DataFrame({"a": [np.nan, np.nan]}))
     with pytest.raises(DataError, match=r"FillMedian.*'s'.*not numeric"):
         Workflow([FillMedian(["s"])]).fit(pd.DataFrame({"s": ["x", "y"]}))
+
+
+@settings(max_examples=40, deadline=None)
+@given(values=st.lists(st.one_of(st.none(), st.floats(-1e6, 1e6, width=32)), max_size=300),
+       capacity=st.sampled_from([4, 16, 8192]))
+def test_float32_columns_summarise_as_their_float64_widening(values: list,
+                                                             capacity: int) -> None:
+    """Summarised in float32 (faster to sort), a column gives the very summary of its exact
+    float64 widening: values, weights and error bound, compressed or not."""
+    x32 = np.array([np.nan if v is None else v for v in values], dtype=np.float32)
+    a = QuantileSummary.from_values(x32, capacity)
+    b = QuantileSummary.from_values(x32.astype(np.float64), capacity)
+    assert a.values.dtype == np.float64
+    np.testing.assert_array_equal(a.values, b.values)
+    np.testing.assert_array_equal(a.weights, b.weights)
+    assert (a.rank_error, a.nulls) == (b.rank_error, b.nulls)

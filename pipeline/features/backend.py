@@ -59,8 +59,12 @@ def hash_values(values: np.ndarray) -> np.ndarray:
     return pd.util.hash_array(np.ascontiguousarray(values), categorize=False)
 
 
-def float_values(series: pd.Series) -> np.ndarray:
-    """A numeric column as a float64 array with NaN for nulls (works for nullable dtypes too)."""
+def float_values(series: pd.Series, keep_float32: bool = False) -> np.ndarray:
+    """A numeric column as a float64 array with NaN for nulls (works for nullable dtypes too);
+    ``keep_float32``: a float32 column stays float32 (exact either way)."""
+    dtype = series.dtype
+    if keep_float32 and getattr(dtype, "numpy_dtype", dtype) == np.float32:
+        return series.to_numpy(dtype=np.float32, na_value=np.nan)
     return series.to_numpy(dtype=np.float64, na_value=np.nan)
 
 

@@ -51,7 +51,7 @@ class FillMedian(InPlaceOp):
         self, frame: pd.DataFrame, ctx: PartitionContext
     ) -> tuple[QuantileSummary, ...]:
         return tuple(
-            QuantileSummary.from_values(float_values(frame[c]), self.capacity)
+            QuantileSummary.from_values(float_values(frame[c], keep_float32=True), self.capacity)
             for c in self.columns
         )
 
