@@ -35,6 +35,41 @@ def test_max_size_and_threshold_against_value_counts(
     assert mapping["count"].tolist() == [int(counts[v]) for v in kept]
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    fitted=st.lists(st.one_of(st.none(), st.sampled_from(list("abcdefghij"))), min_size=1,
+                    max_size=60).filter(lambda v: any(x is not None for x in v)),
+    scored=st.lists(st.one_of(st.none(), st.sampled_from(list("abcdefghijxyz"))), min_size=1,
+                    max_size=60),
+    dtype=st.sampled_from(["str", "string", "object"]),
+    buckets=st.integers(1, 3),
+)
+def test_strings_with_nulls_and_unseen_values(fitted: list, scored: list, dtype: str,
+                                               buckets: int) -> None:
+    """Strings are looked up with their nulls in place, through either of Arrow's lookups (a
+    vocabulary small or large beside the frame): nulls index 1, unseen values their bucket."""
+    frame = pd.DataFrame({"c": pd.Series(fitted, dtype=dtype)})
+    wf = Workflow([Categorify(["c"], num_buckets=buckets)]).fit(frame)
+    out = wf.transform(pd.DataFrame({"c": pd.Series(scored, dtype=dtype)}))["c"].tolist()
+    counts = frame["c"].value_counts()
+    kept = sorted(counts.index, key=lambda v: (-counts[v], v))
+    index = {v: 2 + buckets + i for i, v in enumerate(kept)}
+    mapping = wf.categorify_mapping("c")
+    assert mapping["value"].tolist() == kept and mapping["count"].tolist() == [
+        int(counts[v]) for v in kept]
+    for raw, code in zip(scored, out, strict=True):
+        if raw is None:
+            assert code == 1
+        elif raw in index:
+            assert code == index[raw]
+        else:
+            assert 2 <= code < 2 + buckets
+    unseen = [c for raw, c in zip(scored, out, strict=True) if raw is not None and raw not in index]
+    again = wf.transform(pd.DataFrame({"c": pd.Series(
+        [r for r in scored if r is not None and r not in index], dtype=dtype)}))["c"].tolist()
+    assert unseen == again  # a value's bucket does not depend on its neighbours
+
+
 def test_per_column_threshold() -> None:
     frame = pd.DataFrame({"a": ["x", "x", "y"], "b": ["x", "x", "y"]})
     out = Workflow([Categorify(["a", "b"], freq_threshold={"a": 2})]).fit(frame).transform(frame)

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pandas.api import types as ptypes
 
 from pipeline.errors import DataError
@@ -85,6 +86,20 @@ def canonical(series: pd.Series, kind: KeyKind, where: str) -> tuple[np.ndarray,
     except (TypeError, ValueError, OverflowError) as exc:
         raise _mismatch(series, kind, where) from exc
     return null, pd.Index(values, dtype=_NUMPY_DTYPES[kind])
+
+
+def canonical_strings(series: pd.Series, where: str) -> tuple[np.ndarray, pa.Array]:
+    """``canonical`` for the ``str`` kind, nulls kept in place: (null mask, the whole column as
+    one Arrow string array), for Arrow's kernels, which take nulls in stride (dropping them
+    first copied every string of the column)."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        series = series.astype(series.dtype.categories.dtype if not series.hasnans else object)
+    if not ptypes.is_string_dtype(series.dtype):
+        raise _mismatch(series, "str", where)
+    strings = pa.array(series.astype(STR_DTYPE).array)
+    if isinstance(strings, pa.ChunkedArray):
+        strings = strings.combine_chunks()
+    return np.asarray(strings.is_null().to_numpy(zero_copy_only=False), dtype=bool), strings
 
 
 def hash_keys(values: pd.Index) -> np.ndarray:

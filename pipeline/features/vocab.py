@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .key_index import DenseIndex
-from .keys import STR_DTYPE, KeyKind, canonical, empty_keys, hash_keys
+from .keys import STR_DTYPE, KeyKind, canonical, canonical_strings, empty_keys, hash_keys
 from .runs import run_starts
 
 PAD_INDEX = 0
@@ -42,14 +42,17 @@ class ValueCounts:
         """Counts by sorting, not hashing: the result must come out sorted by value anyway,
         and NumPy's vectorised sort of numbers plus one pass over the runs took a quarter of
         the time of a hash count followed by a sort of the distinct values."""
-        null, values = canonical(series, kind, where)
         if kind == "str":  # Arrow counts and sorts strings
-            vc = pc.value_counts(pa.array(values.array))
+            null, strings = canonical_strings(series, where)
+            vc = pc.value_counts(strings)
+            if null.any():  # nulls are counted apart
+                vc = vc.filter(vc.field("values").is_valid())
             order = pc.sort_indices(vc.field("values"))
             distinct = pd.array(vc.field("values").take(order), dtype=STR_DTYPE)
             index = pd.Index(distinct, dtype=STR_DTYPE)
             counts = vc.field("counts").take(order).to_numpy().astype(np.int64)
         else:
+            null, values = canonical(series, kind, where)
             distinct, counts = np.unique(values.to_numpy(), return_counts=True)
             index = pd.Index(distinct, dtype=values.dtype)
         series = pd.Series(counts.astype(np.int64, copy=False), index=index, name="count")
@@ -154,6 +157,8 @@ class Vocabulary:
 
     def encode(self, series: pd.Series, where: str) -> np.ndarray:
         """Vectorised encoding of one column to int64 indices."""
+        if self.kind == "str":
+            return self._encode_strings(series, where)
         null, values = canonical(series, self.kind, where)
         if len(values) == 0:  # all null, or Dask's empty meta: no lookup table to build
             return np.full(len(series), NULL_INDEX, dtype=np.int64)
@@ -165,6 +170,18 @@ class Vocabulary:
         out = np.full(len(series), NULL_INDEX, dtype=np.int64)
         out[~null] = codes
         return out
+
+    def _encode_strings(self, series: pd.Series, where: str) -> np.ndarray:
+        """``encode`` for strings: looked up with the nulls in place, null rows set after."""
+        null, strings = canonical_strings(series, where)
+        codes = self._string_positions(strings) + self.first_index
+        unseen = codes < self.first_index
+        unseen &= ~null
+        if unseen.any():
+            rare = strings.filter(pa.array(unseen)).to_numpy(zero_copy_only=False)
+            codes[unseen] = self.bucket(pd.Index(rare, dtype=STR_DTYPE))
+        codes[null] = NULL_INDEX
+        return codes
 
     @cached_property
     def _arrow_values(self) -> pa.Array:
@@ -179,18 +196,17 @@ class Vocabulary:
         return {k: v for k, v in self.__dict__.items() if k not in ("_arrow_values", "_dense")}
 
     def _positions(self, values: pd.Index) -> np.ndarray:
-        """Vocabulary position of each value, -1 if absent. Strings use pyarrow's hash lookup
-        (several times faster than pandas' on string indexes); integer ids of a compact range
-        a slot table (``DenseIndex``: 6 user and item id columns, 20 -> 9 ms a 262k-row
-        partition); other numbers pandas' hash table."""
-        if self.kind != "str" or not len(values):
-            dense = self._dense if len(values) else None
-            if dense is not None:
-                return dense.find(values.to_numpy())
-            return self.values.get_indexer(values)
-        strings = pa.array(values.array)
-        if isinstance(strings, pa.ChunkedArray):
-            strings = strings.combine_chunks()
+        """Vocabulary position of each number, -1 if absent: integer ids of a compact range
+        through a slot table (``DenseIndex``: 6 user and item id columns, 20 -> 9 ms a
+        262k-row partition), other numbers through pandas' hash table."""
+        dense = self._dense if len(values) else None
+        if dense is not None:
+            return dense.find(values.to_numpy())
+        return self.values.get_indexer(values)
+
+    def _string_positions(self, strings: pa.Array) -> np.ndarray:
+        """Vocabulary position of each string, -1 if absent or null: pyarrow's hash lookup
+        (several times faster than pandas' on string indexes)."""
         if 2 * len(self.values) <= len(strings):
             found = pc.index_in(strings, value_set=self._arrow_values)
             return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
@@ -200,10 +216,11 @@ class Vocabulary:
         encoded = pc.dictionary_encode(strings)
         slot = pc.index_in(self._arrow_values, value_set=encoded.dictionary)
         slot = slot.fill_null(-1).to_numpy(zero_copy_only=False)
-        position = np.full(len(encoded.dictionary), -1, dtype=np.int64)
+        position = np.full(len(encoded.dictionary) + 1, -1, dtype=np.int64)  # last: nulls
         in_vocab = np.flatnonzero(slot >= 0)
         position[slot[in_vocab]] = in_vocab
-        return position[encoded.indices.to_numpy(zero_copy_only=False)]
+        index = encoded.indices.fill_null(len(encoded.dictionary))
+        return position[index.to_numpy(zero_copy_only=False)]
 
     def table(self) -> pd.DataFrame:
         """Every seen value with its count and index (vocabulary first, then rare values)."""
