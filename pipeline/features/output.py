@@ -3,7 +3,10 @@
 Transformed categoricals are small integer codes with long runs of repeats: dictionary encoding
 pays for itself there. Continuous values (normalised floats, target encodings) are nearly all
 distinct, so dictionary pages only cost time (pyarrow builds, then abandons, a dictionary per
-column chunk). So only columns tagged ``categorical`` in the output schema are dictionary encoded.
+column chunk). So only columns tagged ``categorical`` in the output schema are dictionary encoded,
+and of those only the ones whose codes fit one dictionary page: past ``DICTIONARY_PAGE_BYTES``
+pyarrow abandons the dictionary too (user and item ids: 62 instead of 74-81 ms to write a
+262k-row partition of the feature benchmark, files 4% larger).
 """
 
 from __future__ import annotations
@@ -25,11 +28,18 @@ from .backend import to_pandas
 from .base import ColumnSchema
 
 DEFAULT_COMPRESSION = "lz4"
+DICTIONARY_PAGE_BYTES = 1 << 20
+"""pyarrow's default dictionary page size limit."""
 
 
 def dictionary_columns(schema: dict[str, ColumnSchema]) -> list[str]:
-    """Output columns worth dictionary encoding: the categorical ones."""
-    return [c for c, s in schema.items() if "categorical" in s.get("tags", [])]
+    """Output columns worth dictionary encoding: the categorical ones whose int64 codes fit
+    one dictionary page (a column of unknown cardinality is tried)."""
+    return [
+        c for c, s in schema.items()
+        if "categorical" in s.get("tags", [])
+        and (s.get("cardinality") or 0) * 8 <= DICTIONARY_PAGE_BYTES
+    ]
 
 
 def write_table(
