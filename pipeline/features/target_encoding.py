@@ -243,8 +243,9 @@ class TargetEncoding(Op):
             return {name: np.zeros(0, np.float32) for name in self.output_columns}
         stats = self._stats()
         folds = self._folds(frame, ctx)
-        no_target = {t: frame[t].isna().to_numpy() for t in self.targets} if folds is not None \
-            else {}
+        no_target = {}  # out of fold: rows of a null target, per target that has any
+        if folds is not None:
+            no_target = {t: m for t in self.targets if (m := frame[t].isna().to_numpy()).any()}
         out = {}
         for g in self.groups:
             gk = self._keys(frame, g)
