@@ -58,8 +58,7 @@ def canonical(series: pd.Series, kind: KeyKind, where: str) -> tuple[np.ndarray,
     The values come back as a ``pd.Index`` of the fitted kind, ready for ``get_indexer``,
     ``groupby`` and hashing.
     """
-    if isinstance(series.dtype, pd.CategoricalDtype):
-        series = series.astype(series.dtype.categories.dtype if not series.hasnans else object)
+    series = _decategorized(series)
     # On the column's array, not the Series: filtering a Series also builds an index of the
     # kept positions (a third of this function's time on a 262k-row partition).
     array = series.array
@@ -92,14 +91,20 @@ def canonical_strings(series: pd.Series, where: str) -> tuple[np.ndarray, pa.Arr
     """``canonical`` for the ``str`` kind, nulls kept in place: (null mask, the whole column as
     one Arrow string array), for Arrow's kernels, which take nulls in stride (dropping them
     first copied every string of the column)."""
-    if isinstance(series.dtype, pd.CategoricalDtype):
-        series = series.astype(series.dtype.categories.dtype if not series.hasnans else object)
+    series = _decategorized(series)
     if not ptypes.is_string_dtype(series.dtype):
         raise _mismatch(series, "str", where)
     strings = pa.array(series.astype(STR_DTYPE).array)
     if isinstance(strings, pa.ChunkedArray):
         strings = strings.combine_chunks()
     return np.asarray(strings.is_null().to_numpy(zero_copy_only=False), dtype=bool), strings
+
+
+def _decategorized(series: pd.Series) -> pd.Series:
+    """A categorical column as its values (keys are compared by value, never by code)."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        return series.astype(series.dtype.categories.dtype if not series.hasnans else object)
+    return series
 
 
 def hash_keys(values: pd.Index) -> np.ndarray:
