@@ -220,21 +220,52 @@ def test_exact_keys_spread_evenly_over_key_ranges() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(ids=st.lists(st.integers(-50, 50), min_size=1, max_size=200),
+@given(ids=st.lists(st.integers(-3, 3), min_size=1, max_size=200),
        targets=st.lists(st.one_of(st.none(), st.floats(-3, 3, allow_nan=False)), min_size=200,
                         max_size=200),
        folds=st.lists(st.integers(0, 3), min_size=200, max_size=200))
 def test_target_stats_of_compact_ids_equal_the_sorting_path(ids: list, targets: list,
                                                             folds: list) -> None:
-    """Integer ids of a compact range are counted in tables (no row sort); the same rows with
-    the ids spread far apart take the sort: the statistics agree entry for entry."""
+    """Integer ids of a compact range are counted, and merged, in tables (no sort); the same
+    rows with the ids spread far apart take the sorts: the statistics agree entry for entry."""
     n = len(ids)
     y = np.array([np.nan if t is None else t for t in targets[:n]])
     fold = np.array(folds[:n], dtype=np.int64)
     compact = pd.DataFrame({"u": np.array(ids, dtype=np.int64), "y": y})
     sparse = compact.assign(u=compact["u"] * 10**12)  # far too sparse for a table
-    a = TargetStats.from_partition(compact, ["u"], ["int"], "y", fold, 4, "t")
-    b = TargetStats.from_partition(sparse, ["u"], ["int"], "y", fold, 4, "t")
+
+    def stats(frame: pd.DataFrame) -> TargetStats:  # three partitions, merged
+        cuts = [0, n // 3, 2 * n // 3, n]
+        return TargetStats.merge_many([
+            TargetStats.from_partition(frame.iloc[lo:hi], ["u"], ["int"], "y", fold[lo:hi],
+                                       4, "t")
+            for lo, hi in zip(cuts, cuts[1:], strict=False)])
+
+    _assert_same_by_id(stats(compact), stats(sparse))
+
+
+def test_target_stats_of_compact_ids_merge_like_the_sorting_path_on_many_rows() -> None:
+    """The same on partitions with many rows of one (id, fold): counts above 1 to merge."""
+    rng = np.random.default_rng(5)
+    n = 3_000
+    ids = rng.integers(0, 40, n)
+    y = np.where(rng.random(n) < 0.1, np.nan, rng.normal(size=n))
+    fold = rng.integers(0, 4, n)
+
+    def stats(scale: int) -> TargetStats:
+        frame = pd.DataFrame({"u": ids * scale, "y": y})
+        return TargetStats.merge_many([
+            TargetStats.from_partition(frame.iloc[lo:lo + 500], ["u"], ["int"], "y",
+                                       fold[lo:lo + 500], 4, "t")
+            for lo in range(0, n, 500)])
+
+    compact = stats(1)
+    assert compact.count.max() > 10
+    _assert_same_by_id(compact, stats(10**12))
+
+
+def _assert_same_by_id(a: TargetStats, b: TargetStats) -> None:
+    """``a`` of ids, ``b`` of the same ids times 10**12: the same entries, id for id."""
     by_id = {}
     for s, scale in ((a, 1), (b, 10**12)):
         table = s.table()
