@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -86,11 +87,12 @@ class TargetStats:
     ) -> TargetStats:
         """Statistics from precomputed group keys (shared by several targets of one group).
 
-        One sort by key; then the rows, in key order, are sorted by (key rank, fold), which is
+        Integer ids of a compact range are counted in tables (``_by_dense_ids``). Other keys:
+        one sort by key; then the rows, in key order, are sorted by (key rank, fold), which is
         nearly sorted already (only within a key's rows), so the stable sort's run detection
         makes it cheap, and every (key, fold) entry is a run of it. A dense count per (key,
-        fold) cell was slower: five cells a key, most of them empty, for a user x item pair
-        with about one key per row.
+        fold) cell was slower there: five cells a key, most of them empty, for a user x item
+        pair with about one key per row.
         """
         has_y = ~np.isnan(y)
         fold = folds if folds is not None else np.zeros(len(y), dtype=np.int64)
@@ -103,16 +105,10 @@ class TargetStats:
         else:
             h, f, yy = key[sel], fold[ok][sel], y[ok][sel]
             vals = tuple(v[sel] for v in values)
-        if tuple(kinds) == ("int",):
-            dense = _by_dense_ids(vals[0], f, yy, n_folds)
-            if dense is not None:
-                sorted_ids, entry_key, entry_fold, counts, sums = dense
-                return cls(
-                    tuple(keys), tuple(kinds), n_folds, key_of((sorted_ids,), kinds),
-                    (sorted_ids,), _indptr(entry_key, len(sorted_ids)),
-                    entry_fold.astype(np.int16), counts, sums, total_count, total_sum,
-                    untargeted,
-                )
+        totals = (total_count, total_sum, untargeted)
+        dense = cls._from_dense_ids(keys, kinds, n_folds, vals[0], f, yy, totals)
+        if dense is not None:
+            return dense
         order = np.argsort(h)
         sorted_keys = h[order]
         new = run_starts(sorted_keys)
@@ -136,6 +132,26 @@ class TargetStats:
             _indptr(entry_cell // n_folds, int(new.sum())),
             (entry_cell % n_folds).astype(np.int16), counts, sums, total_count, total_sum,
             untargeted,
+        )
+
+    @classmethod
+    def _from_dense_ids(
+        cls, keys: Sequence[str], kinds: Sequence[KeyKind], n_folds: int, ids: np.ndarray,
+        fold: np.ndarray, y: np.ndarray, totals: tuple[Any, ...],
+        weights: np.ndarray | None = None,
+    ) -> TargetStats | None:
+        """Statistics of rows (or, with ``weights``, of entries to merge) of one integer id
+        column, counted in tables; None for other keys or ids too sparse for tables."""
+        if tuple(kinds) != ("int",):
+            return None
+        dense = _by_dense_ids(ids, fold, y, n_folds, weights)
+        if dense is None:
+            return None
+        sorted_ids, entry_key, entry_fold, counts, sums = dense
+        return cls(
+            tuple(keys), tuple(kinds), n_folds, key_of((sorted_ids,), kinds), (sorted_ids,),
+            _indptr(entry_key, len(sorted_ids)), entry_fold.astype(np.int16), counts, sums,
+            *totals,
         )
 
     @staticmethod
@@ -434,21 +450,18 @@ def _key_slice(stats: TargetStats, lo: int, hi: int) -> TargetStats:
 
 
 def _merge_sorted(parts: Sequence[TargetStats], where: str) -> TargetStats:
-    """Sum per (key, fold) over ``parts`` (totals are the caller's)."""
+    """Sum per (key, fold) over ``parts`` (totals are the caller's): integer ids of a compact
+    range in tables, other keys by one stable sort of the keys (a merge of sorted runs)."""
     first, k = parts[0], parts[0].n_folds
-    if first.kinds == ("int",):  # ids of a compact range: counted in tables, no sort
+    if first.kinds == ("int",):
         sizes = np.concatenate([np.diff(p.indptr) for p in parts])
-        dense = _by_dense_ids(
+        dense = TargetStats._from_dense_ids(
+            first.keys, first.kinds, k,
             np.repeat(np.concatenate([p.values[0] for p in parts]), sizes),
             np.concatenate([p.fold for p in parts]), np.concatenate([p.sum for p in parts]),
-            k, weights=np.concatenate([p.count for p in parts]))
+            (first.total_count, first.total_sum), weights=np.concatenate([p.count for p in parts]))
         if dense is not None:
-            ids, entry_key, entry_fold, counts, sums = dense
-            return TargetStats(
-                first.keys, first.kinds, k, key_of((ids,), first.kinds), (ids,),
-                _indptr(entry_key, len(ids)), entry_fold.astype(np.int16), counts, sums,
-                first.total_count, first.total_sum,
-            )
+            return dense
     keys = np.concatenate([p.key for p in parts])
     order = np.argsort(keys, kind="stable")  # sorted runs: a linear merge
     sorted_keys = keys[order]
