@@ -187,13 +187,17 @@ class TargetEncoding(Op):
         self.stats_ = dict(stats)
         self._tables = {}
 
-    def _stats(self) -> dict[str, TargetStats]:
-        """The fitted statistics, each whole (key ranges left by a distributed fit joined)."""
+    def _fitted_stats(self) -> dict[str, TargetStats | KeyRanges]:
         if self.stats_ is None:
             raise NotFittedError(f"{self._where()} is not fitted; call Workflow.fit first")
-        for name, s in self.stats_.items():
-            self.stats_[name] = _whole(s)
-        return self.stats_  # type: ignore[return-value]  # all joined now
+        return self.stats_
+
+    def _stats(self) -> dict[str, TargetStats]:
+        """The fitted statistics, each whole (key ranges left by a distributed fit joined)."""
+        stats = self._fitted_stats()
+        for name, s in stats.items():
+            stats[name] = _whole(s)
+        return stats  # type: ignore[return-value]  # all joined now
 
     def merged_stats(self) -> dict[str, TargetStats] | None:
         return self._stats() if self.stats_ is not None else None
@@ -237,8 +241,7 @@ class TargetEncoding(Op):
         return {**self.__dict__, "_tables": {}}
 
     def transform(self, frame: pd.DataFrame, ctx: PartitionContext) -> dict[str, Any]:
-        if self.stats_ is None:
-            raise NotFittedError(f"{self._where()} is not fitted; call Workflow.fit first")
+        self._fitted_stats()
         if len(frame) == 0:  # output dtypes (Dask's meta): no table to derive, nothing to join
             return {name: np.zeros(0, np.float32) for name in self.output_columns}
         stats = self._stats()
