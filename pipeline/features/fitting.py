@@ -246,7 +246,7 @@ def reduce_stats(data: Any, fit_pass: FitPass) -> Stats:
         return _reduce_by_key_range(plan_key, parts, fit_pass)
     level = [dask.delayed(_call_partition, pure=True)(plan_key, part) for part in parts]
     level = _merge_tree(plan_key, level, SPLIT_EVERY, SPLIT_EVERY)
-    return _merge_on_client(fit_pass, list(dask.compute(*level)))
+    return _merge_on_client(fit_pass, _gather_one_by_one(level))
 
 
 def _reduce_by_key_range(plan_key: Any, parts: list[Any], fit_pass: FitPass) -> Stats:
@@ -276,7 +276,13 @@ def _gather_one_by_one(tasks: list[Any]) -> list[Any]:
     """Results of ``tasks`` (in order), computed together but fetched one at a time, each as
     soon as it is done. On a 2-core host, fetching a 10M-row fit's eight ranges (570 MiB) from
     both workers at once took 2.9 s; one after the other, 1.2 s. In order of completion, the
-    fetches overlap the last merges: the fetch ends 0.4 s after the last merge, not 0.9 s."""
+    fetches overlap the last merges: the fetch ends 0.4 s after the last merge, not 0.9 s.
+
+    Fetched straight from the workers (``direct``) unless the Dask configuration says
+    otherwise: through the scheduler, results travel pickled with protocol 4, every array
+    copied into the pickle (about 0.7 s of the workers' CPU for those ranges); directly, with
+    protocol 5, arrays go out of band, uncopied. A key a worker cannot serve directly falls
+    back to the scheduler (Dask's own retry)."""
     try:
         from distributed import default_client
 
@@ -285,11 +291,12 @@ def _gather_one_by_one(tasks: list[Any]) -> list[Any]:
         return list(dask.compute(*tasks))
     from distributed import as_completed
 
+    direct = dask.config.get("distributed.client.direct-to-workers", None) is not False
     futures = client.compute(tasks)
     position = {future.key: i for i, future in enumerate(futures)}
     results: list[Any] = [None] * len(futures)
     for future in as_completed(futures):  # while the last ranges still merge
-        results[position[future.key]] = future.result()
+        results[position[future.key]] = client.gather(future, direct=direct)
         future.release()
     del futures
     client.run(release_free_memory)  # the workers freed these outside any task
