@@ -240,8 +240,13 @@ class TargetStats:
 
     def several_folds(self) -> TargetStats:
         """Only the keys with entries in more than one fold: all an out-of-fold encoding of
-        the fitted rows needs when none of them has a null target (see ``te_table``)."""
-        return self.take(np.flatnonzero(np.diff(self.indptr) > 1))
+        the fitted rows needs when none of them has a null target (see ``te_table``).
+        Statistics that hold only such keys already (what a distributed fit ships to the
+        transform) are returned as they are: a copy would cost each worker fresh memory."""
+        several = np.diff(self.indptr) > 1
+        if several.all():
+            return self
+        return self.take(np.flatnonzero(several))
 
     def take(self, positions: np.ndarray) -> TargetStats:
         """The keys at ``positions`` (ascending) with their entries; the totals unchanged."""
