@@ -6,6 +6,12 @@ groups are hashed with pandas' stable ``hash_array`` and combined; the raw value
 every statistic so a hash collision is detected (and reported), never silently merged. Keys are
 only compared for equality, sorted and cut into even key ranges (``key_range_bounds``), never
 interpreted.
+
+A statistic may ask for packed pairs (``pack_pairs``): a row of two integer columns whose values
+both lie in ``[0, 2**32)`` (user and item ids) is keyed by both values in one uint64 through the
+same bijection, exactly, and its values can be read back from the key (``unpack_pair``); other
+rows of the group are hashed as before. The choice is per row, so every partition keys a pair
+alike, and a statistic whose rows all packed need not carry its values (``GroupKeys.packed``).
 """
 
 from __future__ import annotations
@@ -24,11 +30,13 @@ from .keys import KeyKind, canonical, empty_keys
 
 @dataclass(frozen=True)
 class GroupKeys:
-    """``ok``: rows whose group values are all non-null; for those rows, ``key`` and ``values``."""
+    """``ok``: rows whose group values are all non-null; for those rows, ``key`` and ``values``.
+    ``packed``: every key is a packed pair (see the module docstring)."""
 
     ok: np.ndarray
     key: np.ndarray
     values: tuple[np.ndarray, ...]
+    packed: bool = False
 
 
 def is_exact(kinds: Sequence[KeyKind]) -> bool:
@@ -43,13 +51,46 @@ def raw_values(index: pd.Index, kind: KeyKind) -> np.ndarray:
     return np.asarray(index.to_numpy())
 
 
-def key_of(values: Sequence[np.ndarray], kinds: Sequence[KeyKind]) -> np.ndarray:
-    """uint64 key of each row from canonical value arrays (one per column of the group)."""
+def key_of(
+    values: Sequence[np.ndarray], kinds: Sequence[KeyKind], pack_pairs: bool = False
+) -> np.ndarray:
+    """uint64 key of each row from canonical value arrays (one per column of the group);
+    ``pack_pairs``: rows of an integer pair that fit 32 bits each are packed, not hashed."""
     if is_exact(kinds):
         v = values[0]
         if kinds[0] == "float":
             return _spread((v + 0.0).view(np.uint64))  # -0.0 == 0.0
         return _spread(v.astype(np.int64, copy=False).view(np.uint64))
+    fits = packable_rows(values, kinds) if pack_pairs else None
+    if fits is None:
+        return _hashed(values)
+    key = _spread((values[0].view(np.uint64) << _HALF) | values[1].view(np.uint64))
+    if not fits.all():
+        rest = ~fits
+        key[rest] = _hashed([v[rest] for v in values])
+    return key
+
+
+_HALF = np.uint64(32)
+_LOW_MASK = np.uint64(0xFFFFFFFF)
+
+
+def packable_rows(values: Sequence[np.ndarray], kinds: Sequence[KeyKind]) -> np.ndarray | None:
+    """For an integer pair, the rows whose two values both lie in ``[0, 2**32)`` (packed by
+    ``key_of(..., pack_pairs=True)``); None for any other group."""
+    if tuple(kinds) != ("int", "int"):
+        return None
+    a, b = (v.astype(np.int64, copy=False).view(np.uint64) for v in values)
+    return ((a | b) >> _HALF) == 0  # negative values wrap to huge ones: not packable
+
+
+def unpack_pair(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The two int64 values of packed-pair keys (inverse of ``key_of``'s packing)."""
+    bits = _unspread(key)
+    return (bits >> _HALF).astype(np.int64), (bits & _LOW_MASK).astype(np.int64)
+
+
+def _hashed(values: Sequence[np.ndarray]) -> np.ndarray:
     key = None
     for v in values:
         h = hash_values(v)
@@ -58,15 +99,30 @@ def key_of(values: Sequence[np.ndarray], kinds: Sequence[KeyKind]) -> np.ndarray
     return key
 
 
+_MIX_1, _MIX_2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_UNMIX_1, _UNMIX_2 = np.uint64(0x96DE1B173F119089), np.uint64(0x319642B2D24D8EC3)  # inverses
+"""SplitMix64's multipliers and their inverses modulo 2**64."""
+
+
 def _spread(bits: np.ndarray) -> np.ndarray:
     """SplitMix64's finaliser, a bijection of uint64: ids 0, 1, 2, ... land all over the key
     space, so even key ranges hold even shares of the keys (see ``key_range_bounds``)."""
     z = bits ^ (bits >> np.uint64(30))
-    z *= np.uint64(0xBF58476D1CE4E5B9)
+    z *= _MIX_1
     z ^= z >> np.uint64(27)
-    z *= np.uint64(0x94D049BB133111EB)
+    z *= _MIX_2
     z ^= z >> np.uint64(31)
     return z
+
+
+def _unspread(key: np.ndarray) -> np.ndarray:
+    """Inverse of ``_spread``: each xor-shift undone by xoring in the shifts it repeats, each
+    multiplication by the multiplier's inverse."""
+    z = key ^ (key >> np.uint64(31)) ^ (key >> np.uint64(62))
+    z *= _UNMIX_2
+    z ^= (z >> np.uint64(27)) ^ (z >> np.uint64(54))
+    z *= _UNMIX_1
+    return z ^ (z >> np.uint64(30)) ^ (z >> np.uint64(60))
 
 
 def key_range_bounds(buckets: int) -> np.ndarray:
@@ -76,9 +132,11 @@ def key_range_bounds(buckets: int) -> np.ndarray:
 
 
 def group_keys(
-    frame: pd.DataFrame, columns: Sequence[str], kinds: Sequence[KeyKind], where: str
+    frame: pd.DataFrame, columns: Sequence[str], kinds: Sequence[KeyKind], where: str,
+    pack_pairs: bool = False,
 ) -> GroupKeys:
-    """Keys of ``frame``'s rows for the group ``columns`` fitted as ``kinds``."""
+    """Keys of ``frame``'s rows for the group ``columns`` fitted as ``kinds`` (``pack_pairs``:
+    see ``key_of``)."""
     parts = [canonical(frame[c], k, where) for c, k in zip(columns, kinds, strict=True)]
     ok = np.ones(len(frame), dtype=bool)
     for null, _ in parts:
@@ -87,7 +145,9 @@ def group_keys(
         raw_values(idx[ok[~null]] if not ok.all() else idx, k)
         for (null, idx), k in zip(parts, kinds, strict=True)
     )
-    return GroupKeys(ok, key_of(values, kinds), values)
+    fits = packable_rows(values, kinds) if pack_pairs else None
+    return GroupKeys(ok, key_of(values, kinds, pack_pairs), values,
+                     packed=fits is not None and bool(fits.all()))
 
 
 def empty_values(kinds: Sequence[KeyKind]) -> tuple[np.ndarray, ...]:

@@ -134,7 +134,8 @@ class TargetEncoding(Op):
         return fold_ids(row_fold_hash(frame, self.required_columns), self.seed, self.kfold)
 
     def _keys(self, frame: pd.DataFrame, group: tuple[str, ...]) -> GroupKeys:
-        return group_keys(frame, group, [self.kinds_[c] for c in group], self._where())
+        return group_keys(frame, group, [self.kinds_[c] for c in group], self._where(),
+                          pack_pairs=True)
 
     def partition_stats(self, frame: pd.DataFrame, ctx: PartitionContext) -> dict[str, TargetStats]:
         folds = self._folds(frame, ctx)
@@ -146,7 +147,8 @@ class TargetEncoding(Op):
             kinds = [self.kinds_[c] for c in g]
             for t in self.targets:
                 stats[self.output_name(g, t)] = TargetStats.from_keys(
-                    gk.key, gk.values, gk.ok, ys[t], folds, n_folds, g, kinds, self._where()
+                    gk.key, gk.values, gk.ok, ys[t], folds, n_folds, g, kinds, self._where(),
+                    packed=gk.packed,
                 )
         return stats
 

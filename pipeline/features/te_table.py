@@ -78,10 +78,8 @@ class EncodingTable:
             pos = self.index.find(gk.key)
         if not is_exact(stats.kinds) and len(stats.key):  # a hash: raw values must match too
             at = np.maximum(pos, 0)
-            same = np.ones(len(pos), dtype=bool)
-            for mine, theirs in zip(stats.values, gk.values, strict=True):
-                same &= mine[at] == theirs
-            pos = np.where(same, pos, -1)
+            pos = np.where(stats.same_values(at, np.ones(len(pos), dtype=bool), gk.values),
+                           pos, -1)
         hit = pos >= 0
         rows = np.flatnonzero(gk.ok)[hit]
         pos = pos[hit]
