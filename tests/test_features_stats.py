@@ -276,3 +276,15 @@ def _assert_same_by_id(a: TargetStats, b: TargetStats) -> None:
                                rtol=1e-12, atol=1e-12)
     assert np.all(a.key[1:] > a.key[:-1])  # sorted by key, as merges need
     np.testing.assert_array_equal(a.total_count, b.total_count)
+
+
+@given(st.lists(st.integers(0, 12), max_size=60))
+def test_merge_key_order_is_a_stable_sort(keys: list[int]) -> None:
+    """The merge's fast key order (unstable sort, runs of equal keys put back in input order)
+    is exactly NumPy's stable argsort: entries of a key are summed in part order."""
+    from pipeline.features.te_stats import _stable_key_order
+
+    k = np.array(keys, dtype=np.uint64)
+    order, sorted_keys = _stable_key_order(k)
+    np.testing.assert_array_equal(order, np.argsort(k, kind="stable"))
+    np.testing.assert_array_equal(sorted_keys, np.sort(k))
