@@ -28,7 +28,10 @@ from .key_index import DenseIndex, KeyIndex
 from .te_stats import TargetStats, entries_of
 
 MAX_FOLDS = 64  # a fold bitmask per key is one uint64 at most
-CHUNK_KEYS = 1 << 18  # keys built at a time: small, warm float64 temporaries
+CHUNK_KEYS = 1 << 15
+"""Keys built at a time: their float64 temporaries (a few hundred KB) stay in cache and reuse
+the memory the last chunk freed. The 10M-row benchmark's first out-of-fold transform, which
+builds the tables: 304 -> 138 ms with 2**15 keys instead of 2**18."""
 
 
 @dataclass(frozen=True)
