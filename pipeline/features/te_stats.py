@@ -406,9 +406,12 @@ def _by_dense_ids(
     cells = len(distinct) * n_folds
     counts = np.bincount(cell, weights=weights, minlength=cells)
     sums = np.bincount(cell, weights=y, minlength=cells)
-    entry = np.flatnonzero(counts)
-    return (distinct[order] + low, entry // n_folds, entry % n_folds,
-            counts[entry].astype(np.int64), sums[entry])
+    used = np.zeros(cells, dtype=bool)  # cells with rows: scanning bools beats scanning counts
+    used[cell] = True
+    entry = np.flatnonzero(used)
+    entry_key, entry_fold = np.divmod(entry, n_folds)
+    return (distinct[order] + low, entry_key, entry_fold,
+            counts[entry].astype(np.int64, copy=False), sums[entry])
 
 
 class KeyRanges:
