@@ -1,4 +1,4 @@
-"""Integer pairs keyed by their packed values (``group_keys.key_of(..., pack_pairs=True)``):
+"""Integer pairs keyed by their packed values (``group_keys.packed_keys``):
 the bijection is inverted exactly, rows that do not fit 32 bits fall back to hashes, and target
 statistics of packed, hashed and mixed pairs encode, merge and round-trip like the pandas
 reference."""
@@ -18,6 +18,7 @@ from pipeline.features.group_keys import (
     _unspread,
     key_of,
     packable_rows,
+    packed_keys,
     unpack_pair,
 )
 from tests.test_features_ops_target_encoding import reference
@@ -43,7 +44,8 @@ def test_packed_keys_unpack_and_hash_the_rest(pairs: list[tuple[int, int]]) -> N
     fits = packable_rows((a, b), ("int", "int"))
     assert fits is not None
     np.testing.assert_array_equal(fits, (a >= 0) & (a < 2**32) & (b >= 0) & (b < 2**32))
-    packed = key_of((a, b), ("int", "int"), pack_pairs=True)
+    packed, all_packed = packed_keys((a, b), ("int", "int"))
+    assert all_packed == bool(fits.all())
     hashed = key_of((a, b), ("int", "int"))
     np.testing.assert_array_equal(packed[~fits], hashed[~fits])
     got_a, got_b = unpack_pair(packed[fits])
@@ -56,8 +58,9 @@ def test_only_integer_pairs_pack() -> None:
     assert packable_rows((a,), ("int",)) is None
     assert packable_rows((a, a.astype(float)), ("int", "float")) is None
     assert packable_rows((a, a, a), ("int", "int", "int")) is None
-    np.testing.assert_array_equal(key_of((a, a, a), ("int",) * 3, pack_pairs=True),
-                                  key_of((a, a, a), ("int",) * 3))
+    key, packed = packed_keys((a, a, a), ("int",) * 3)
+    assert not packed
+    np.testing.assert_array_equal(key, key_of((a, a, a), ("int",) * 3))
 
 
 def pair_frame(data: list[tuple[int | None, int | None, float]]) -> pd.DataFrame:

@@ -51,24 +51,28 @@ def raw_values(index: pd.Index, kind: KeyKind) -> np.ndarray:
     return np.asarray(index.to_numpy())
 
 
-def key_of(
-    values: Sequence[np.ndarray], kinds: Sequence[KeyKind], pack_pairs: bool = False
-) -> np.ndarray:
-    """uint64 key of each row from canonical value arrays (one per column of the group);
-    ``pack_pairs``: rows of an integer pair that fit 32 bits each are packed, not hashed."""
+def key_of(values: Sequence[np.ndarray], kinds: Sequence[KeyKind]) -> np.ndarray:
+    """uint64 key of each row from canonical value arrays (one per column of the group)."""
     if is_exact(kinds):
         v = values[0]
         if kinds[0] == "float":
             return _spread((v + 0.0).view(np.uint64))  # -0.0 == 0.0
-        return _spread(v.astype(np.int64, copy=False).view(np.uint64))
-    fits = packable_rows(values, kinds) if pack_pairs else None
+        return _spread(_bits(v))
+    return _hashed(values)
+
+
+def packed_keys(values: Sequence[np.ndarray], kinds: Sequence[KeyKind]) -> tuple[np.ndarray, bool]:
+    """``key_of``, except that rows of an integer pair whose values both lie in ``[0, 2**32)``
+    are keyed by the packed pair (see the module docstring); and whether every row was."""
+    fits = packable_rows(values, kinds)
     if fits is None:
-        return _hashed(values)
-    key = _spread((values[0].view(np.uint64) << _HALF) | values[1].view(np.uint64))
-    if not fits.all():
+        return key_of(values, kinds), False
+    key = _spread((_bits(values[0]) << _HALF) | _bits(values[1]))
+    packed = bool(fits.all())
+    if not packed:
         rest = ~fits
         key[rest] = _hashed([v[rest] for v in values])
-    return key
+    return key, packed
 
 
 _HALF = np.uint64(32)
@@ -77,11 +81,15 @@ _LOW_MASK = np.uint64(0xFFFFFFFF)
 
 def packable_rows(values: Sequence[np.ndarray], kinds: Sequence[KeyKind]) -> np.ndarray | None:
     """For an integer pair, the rows whose two values both lie in ``[0, 2**32)`` (packed by
-    ``key_of(..., pack_pairs=True)``); None for any other group."""
+    ``packed_keys``); None for any other group."""
     if tuple(kinds) != ("int", "int"):
         return None
-    a, b = (v.astype(np.int64, copy=False).view(np.uint64) for v in values)
+    a, b = (_bits(v) for v in values)
     return ((a | b) >> _HALF) == 0  # negative values wrap to huge ones: not packable
+
+
+def _bits(values: np.ndarray) -> np.ndarray:
+    return values.astype(np.int64, copy=False).view(np.uint64)
 
 
 def unpack_pair(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -136,7 +144,7 @@ def group_keys(
     pack_pairs: bool = False,
 ) -> GroupKeys:
     """Keys of ``frame``'s rows for the group ``columns`` fitted as ``kinds`` (``pack_pairs``:
-    see ``key_of``)."""
+    see ``packed_keys``)."""
     parts = [canonical(frame[c], k, where) for c, k in zip(columns, kinds, strict=True)]
     ok = np.ones(len(frame), dtype=bool)
     for null, _ in parts:
@@ -145,9 +153,10 @@ def group_keys(
         raw_values(idx[ok[~null]] if not ok.all() else idx, k)
         for (null, idx), k in zip(parts, kinds, strict=True)
     )
-    fits = packable_rows(values, kinds) if pack_pairs else None
-    return GroupKeys(ok, key_of(values, kinds, pack_pairs), values,
-                     packed=fits is not None and bool(fits.all()))
+    if pack_pairs:
+        key, packed = packed_keys(values, kinds)
+        return GroupKeys(ok, key, values, packed)
+    return GroupKeys(ok, key_of(values, kinds), values)
 
 
 def empty_values(kinds: Sequence[KeyKind]) -> tuple[np.ndarray, ...]:

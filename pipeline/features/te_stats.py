@@ -32,6 +32,7 @@ from .group_keys import (
     key_of,
     key_range_bounds,
     packable_rows,
+    packed_keys,
     raw_values,
     unpack_pair,
 )
@@ -358,9 +359,7 @@ class TargetStats:
             raw_values(canonical(table[c], k, where)[1], k)
             for c, k in zip(keys, kinds, strict=True)
         )
-        key = key_of(values, kinds, pack_pairs=True) if len(table) else np.zeros(0, np.uint64)
-        fits = packable_rows(values, kinds) if len(table) else None
-        packed = fits is not None and bool(fits.all())
+        key, packed = packed_keys(values, kinds) if len(table) else (np.zeros(0, np.uint64), False)
         order = np.lexsort((fold, key))
         key, fold = key[order], fold[order]
         new = run_starts(key)
@@ -545,6 +544,9 @@ def _stable_key_order(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``argsort(keys, kind="stable")`` and the sorted keys, faster: NumPy's vectorised
     unstable sort, then the few runs of equal keys (a key in several parts) put back in input
     order."""
+    if len(keys) >= 2**31:  # the one-integer trick below needs len(keys)**2 < 2**63
+        order = np.argsort(keys, kind="stable")
+        return order, keys[order]
     order = np.argsort(keys)
     sorted_keys = keys[order]
     tied = sorted_keys[1:] == sorted_keys[:-1]
@@ -553,8 +555,7 @@ def _stable_key_order(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         in_run[1:] = tied
         in_run[:-1] |= tied
         at = np.flatnonzero(in_run)
-        # (run number, input position) as one integer (a merge chunk holds far fewer than
-        # 2**31 keys): one vectorised sort orders each run
+        # (run number, input position) as one integer: one vectorised sort orders each run
         run = np.cumsum(run_starts(sorted_keys[at])) - 1
         order[at] = np.sort(run * len(keys) + order[at]) % len(keys)
     return order, sorted_keys
