@@ -126,3 +126,16 @@ def test_packed_and_hashed_statistics_merge_to_the_whole(tmp_path) -> None:
     wf.save(tmp_path)
     loaded = Workflow.load(tmp_path)
     pd.testing.assert_frame_equal(loaded.transform(frame), wf.transform(frame))
+
+
+def test_a_hashed_pair_does_not_collide_with_the_packed_pair_of_its_bits() -> None:
+    """pandas hashes 0 to 0, so the hashed pair (0, b) was keyed like the packed pair whose bits
+    are b: (0, 2**32) and (1, 0) collided (found by the property test above)."""
+    frame = pair_frame([(0, 2**32, 0.0), (1, 0, 1.0), (1, 0, 0.0), (0, 2**32, 1.0)])
+    wf = Workflow([TargetEncoding([["u", "i"]], target="y", p_smooth=2.0, kfold=1)])
+    got = wf.fit_transform(frame)
+    np.testing.assert_allclose(got["TE_u_i_y"], reference(frame, ["u", "i"], "y", 2.0, None),
+                               rtol=2e-6)
+    a, b = np.array([0, 1], dtype=np.int64), np.array([2**32, 0], dtype=np.int64)
+    key, packed = packed_keys((a, b), ("int", "int"))
+    assert not packed and key[0] != key[1]

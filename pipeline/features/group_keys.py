@@ -67,7 +67,7 @@ def packed_keys(values: Sequence[np.ndarray], kinds: Sequence[KeyKind]) -> tuple
     fits = packable_rows(values, kinds)
     if fits is None:
         return key_of(values, kinds), False
-    key = _spread((_bits(values[0]) << _HALF) | _bits(values[1]))
+    key = _spread((_bits(values[0]) << _HALF) | _bits(values[1])) ^ _PAIR_SALT
     packed = bool(fits.all())
     if not packed:
         rest = ~fits
@@ -77,6 +77,11 @@ def packed_keys(values: Sequence[np.ndarray], kinds: Sequence[KeyKind]) -> tuple
 
 _HALF = np.uint64(32)
 _LOW_MASK = np.uint64(0xFFFFFFFF)
+_PAIR_SALT = np.uint64(0x9E3779B97F4A7C15)
+"""Packed keys are xored with this after the bijection. pandas' hash of an integer is the same
+SplitMix64 finaliser and hashes 0 to 0, so a hashed pair ``(0, b)`` would be keyed
+``_spread(b)``, exactly the packed key of the pair whose 64 bits are ``b`` (``(1, 0)`` and
+``(0, 2**32)`` collided); xored, such a coincidence is as unlikely as any hash collision."""
 
 
 def packable_rows(values: Sequence[np.ndarray], kinds: Sequence[KeyKind]) -> np.ndarray | None:
@@ -93,8 +98,8 @@ def _bits(values: np.ndarray) -> np.ndarray:
 
 
 def unpack_pair(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The two int64 values of packed-pair keys (inverse of ``key_of``'s packing)."""
-    bits = _unspread(key)
+    """The two int64 values of packed-pair keys (inverse of ``packed_keys``)."""
+    bits = _unspread(key ^ _PAIR_SALT)
     return (bits >> _HALF).astype(np.int64), (bits & _LOW_MASK).astype(np.int64)
 
 
