@@ -139,3 +139,19 @@ def test_a_hashed_pair_does_not_collide_with_the_packed_pair_of_its_bits() -> No
     a, b = np.array([0, 1], dtype=np.int64), np.array([2**32, 0], dtype=np.int64)
     key, packed = packed_keys((a, b), ("int", "int"))
     assert not packed and key[0] != key[1]
+
+
+def test_a_packed_table_encodes_rows_that_do_not_pack() -> None:
+    """Fitted on pairs that all pack, applied to rows whose ids do not fit 32 bits: those rows
+    are unseen (the prior), the packed ones keep their encodings."""
+    fit = pair_frame([(1, 0, 1.0), (1, 0, 0.0), (2, 5, 1.0), (0, 7, 0.0)])
+    wf = Workflow([TargetEncoding([["u", "i"]], target="y", p_smooth=2.0, kfold=1)])
+    wf.fit(fit)
+    op = next(o for o in wf.ops if isinstance(o, TargetEncoding))
+    assert op.stats_["TE_u_i_y"].packed
+    serve = pair_frame([(1, 0, 0.0), (0, 2**32, 0.0), (-1, 5, 0.0), (2, 5, 0.0)])
+    got = wf.transform(serve.drop(columns=["y"]))["TE_u_i_y"].to_numpy()
+    both = pd.concat([fit, serve.assign(y=np.nan)], ignore_index=True)
+    expected = reference(both, ["u", "i"], "y", 2.0, None)[len(fit):]
+    np.testing.assert_allclose(got, expected, rtol=2e-6)
+    assert got[1] == got[2] == np.float32(fit["y"].mean())

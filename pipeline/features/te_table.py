@@ -79,10 +79,10 @@ class EncodingTable:
             pos = self.index.find(gk.values[0])
         else:
             pos = self.index.find(gk.key)
-        if not is_exact(stats.kinds) and len(stats.key):  # a hash: raw values must match too
-            at = np.maximum(pos, 0)
-            pos = np.where(stats.same_values(at, np.ones(len(pos), dtype=bool), gk.values),
-                           pos, -1)
+        # A hash: the raw values must match too. Packed pairs found by packed queries (every
+        # row's ids fit 32 bits, as ``group_keys`` already knows) are exact: nothing to check.
+        if not is_exact(stats.kinds) and len(stats.key) and not (stats.packed and gk.packed):
+            pos = np.where(stats.same_values(np.maximum(pos, 0), pos >= 0, gk.values), pos, -1)
         hit = pos >= 0
         rows = np.flatnonzero(gk.ok)[hit]
         pos = pos[hit]
