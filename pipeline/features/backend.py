@@ -121,12 +121,21 @@ def read_parquet(
     """A Dask DataFrame over Parquet on the chosen backend (dask-cudf for ``cudf``).
 
     Each partition is whole row groups of one file, about ``partition_rows`` rows (``None``:
-    one partition per file). A file written as one row group stays one partition.
+    one partition per file). A file written as one row group stays one partition. On pandas,
+    local files are read with their string columns dictionary-encoded, as Parquet stores them
+    (``parquet_reader``: Categorify then works on each distinct value once); hive-partitioned
+    or remote data goes through Dask's reader.
     """
     import dask
     import dask.dataframe as dd
 
+    from .parquet_reader import local_files, read_row_groups
+
     chosen = resolve_backend(backend)
+    if chosen == "pandas" and (files := local_files(paths)) is not None:
+        frame = read_row_groups(files, partition_rows, columns)
+        if frame is not None:
+            return frame
     with dask.config.set({"dataframe.backend": chosen}):
         return dd.read_parquet(
             paths if isinstance(paths, str) else list(paths),

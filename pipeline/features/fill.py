@@ -12,6 +12,7 @@ from pandas.api import types as ptypes
 from pipeline.errors import ConfigError, DataError
 
 from .base import ColumnSchema, InPlaceOp, NotFittedError, PartitionContext, column_list
+from .keys import is_text_dtype
 from .moments import Moments, require_numeric, require_values
 
 
@@ -54,7 +55,7 @@ class FillMissing(InPlaceOp):
             require_numeric(dtypes, self.columns, self._where())
         else:
             for c in self.columns:
-                if not ptypes.is_string_dtype(dtypes[c]):
+                if not is_text_dtype(dtypes[c]):
                     raise DataError(
                         f"{self._where()}: column {c!r} has dtype {dtypes[c]}; a string fill "
                         "value needs a string column"

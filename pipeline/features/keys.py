@@ -14,6 +14,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from pandas.api import types as ptypes
 
 from pipeline.errors import DataError
@@ -27,10 +28,25 @@ STR_DTYPE = pd.StringDtype(na_value=np.nan)  # pandas 3's default ``str`` dtype
 _NUMPY_DTYPES = {"int": np.dtype(np.int64), "float": np.dtype(np.float64), "bool": np.dtype(bool)}
 
 
+def is_string_dictionary(dtype: object) -> bool:
+    """An Arrow dictionary of strings: how ``parquet_reader`` delivers string columns."""
+    if not isinstance(dtype, pd.ArrowDtype) or not pa.types.is_dictionary(dtype.pyarrow_dtype):
+        return False
+    value = dtype.pyarrow_dtype.value_type
+    return pa.types.is_string(value) or pa.types.is_large_string(value)
+
+
+def is_text_dtype(dtype: object) -> bool:
+    """Strings, however stored (object, ``str``, Arrow, an Arrow dictionary of strings)."""
+    return is_string_dictionary(dtype) or ptypes.is_string_dtype(dtype)
+
+
 def key_kind(dtype: object, column: str, where: str) -> KeyKind:
     """The kind a categorical column is fitted as; a clear error for dtypes that cannot be keys."""
     if isinstance(dtype, pd.CategoricalDtype):
         dtype = dtype.categories.dtype
+    if is_string_dictionary(dtype):
+        return "str"
     if ptypes.is_bool_dtype(dtype):
         return "bool"
     if ptypes.is_integer_dtype(dtype):
@@ -101,10 +117,45 @@ def canonical_strings(series: pd.Series, where: str) -> tuple[np.ndarray, pa.Arr
 
 
 def _decategorized(series: pd.Series) -> pd.Series:
-    """A categorical column as its values (keys are compared by value, never by code)."""
+    """A categorical or dictionary-encoded column as its values (keys are compared by value,
+    never by code)."""
     if isinstance(series.dtype, pd.CategoricalDtype):
         return series.astype(series.dtype.categories.dtype if not series.hasnans else object)
+    if is_string_dictionary(series.dtype):
+        decoded = _arrow(series).cast(pa.large_string())
+        return pd.Series(pd.array(decoded, dtype=STR_DTYPE), index=series.index, name=series.name,
+                         copy=False)
     return series
+
+
+def string_dictionary(series: pd.Series) -> tuple[np.ndarray, pa.Array] | None:
+    """(each row's code into the distinct values; the distinct values) of a dictionary-encoded
+    string column, None for any other. A null row has code ``len(values)``, one past the end.
+    The values may repeat (Arrow allows it); a null among them is a null row's value."""
+    if not is_string_dictionary(series.dtype):
+        return None
+    array = _arrow(series)
+    if isinstance(array, pa.ChunkedArray):
+        if array.num_chunks != 1:  # chunks with dictionaries of their own: one for all
+            array = array.unify_dictionaries()
+            dictionary = (array.chunk(0).dictionary if array.num_chunks
+                          else pa.array([], type=array.type.value_type))
+            indices = pa.concat_arrays([c.indices for c in array.chunks]
+                                       or [pa.array([], type=array.type.index_type)])
+            array = pa.DictionaryArray.from_arrays(indices, dictionary)
+        else:
+            array = array.chunk(0)
+    dictionary = array.dictionary
+    codes = pc.fill_null(array.indices, len(dictionary)).to_numpy()
+    if dictionary.null_count:  # rows pointing at a null entry are null rows
+        null_entry = np.append(dictionary.is_null().to_numpy(zero_copy_only=False), False)
+        codes = np.where(null_entry[codes], len(dictionary), codes)
+    return codes, dictionary
+
+
+def _arrow(series: pd.Series) -> pa.Array | pa.ChunkedArray:
+    """The Arrow data behind an Arrow-backed column (no copy)."""
+    return pa.array(series.array)
 
 
 def hash_keys(values: pd.Index) -> np.ndarray:
