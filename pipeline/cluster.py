@@ -21,6 +21,7 @@ from distributed import Client, LocalCluster
 
 from pipeline.config import ClusterSpec
 from pipeline.errors import ConfigError, RecpipeError
+from pipeline.memory import disable_transparent_hugepages
 
 log = logging.getLogger(__name__)
 
@@ -37,19 +38,29 @@ log = logging.getLogger(__name__)
 #: hands them back 10 ms after a free): each Parquet read and write would otherwise fault its
 #: buffers in afresh, and its heap stays at the largest partition's Arrow working set (about
 #: 150 MB a worker at 262k rows). The 10M-row feature benchmark's transform: 4.65-5.3 ->
-#: 4.1-4.5 s, peak memory 0.3 GiB higher. A variable set in the environment wins.
+#: 4.1-4.5 s, peak memory 0.3 GiB higher. NumPy does not ask for transparent huge pages
+#: (``NUMPY_MADVISE_HUGEPAGE=0``; see ``pipeline.memory.disable_transparent_hugepages``). A
+#: variable set in the environment wins.
 WORKER_MALLOC_ENV = {
     "MALLOC_MMAP_THRESHOLD_": 32 * 2**20,
     "MALLOC_TRIM_THRESHOLD_": 128 * 2**20,
     "MIMALLOC_PURGE_DELAY": -1,
+    "NUMPY_MADVISE_HUGEPAGE": 0,
 }
 
 
 @contextlib.contextmanager
 def worker_malloc_settings() -> Iterator[None]:
-    """Within this block, Dask nannies start their workers with ``WORKER_MALLOC_ENV``."""
+    """Within this block, Dask nannies start their workers with ``WORKER_MALLOC_ENV``.
+
+    Unless the environment says ``NUMPY_MADVISE_HUGEPAGE=1``, this process (the client and a
+    local scheduler, which receive the fitted statistics) stops using transparent huge pages
+    too, for good: NumPy read its own switch when it was imported.
+    """
     environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {})
     environ.update({k: os.environ.get(k, v) for k, v in WORKER_MALLOC_ENV.items()})
+    if str(environ["NUMPY_MADVISE_HUGEPAGE"]) == "0":
+        disable_transparent_hugepages()
     with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
         yield
 

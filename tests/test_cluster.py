@@ -60,6 +60,24 @@ def test_malloc_settings_from_the_environment_win(monkeypatch: pytest.MonkeyPatc
     assert str(environ["OMP_NUM_THREADS"]) == "1"  # Dask's own settings stay
 
 
+def test_huge_pages_stay_on_when_the_environment_asks(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dask
+
+    import pipeline.cluster as cluster
+
+    calls: list[int] = []
+    monkeypatch.setattr(cluster, "disable_transparent_hugepages", lambda: calls.append(1))
+    monkeypatch.setenv("NUMPY_MADVISE_HUGEPAGE", "1")
+    with worker_malloc_settings():
+        assert str(dask.config.get("distributed.nanny.pre-spawn-environ")
+                   ["NUMPY_MADVISE_HUGEPAGE"]) == "1"
+    assert calls == []
+    monkeypatch.delenv("NUMPY_MADVISE_HUGEPAGE")
+    with worker_malloc_settings():
+        pass
+    assert calls == [1]
+
+
 def test_slurm_job_script_carries_the_workflow_settings() -> None:
     from pipeline.cluster import jobqueue_cluster
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import subprocess
 import sys
 
 import numpy as np
@@ -46,3 +47,25 @@ def test_only_dask_workers_have_a_budget(dask_client) -> None:
                  .values())
     in_task = dask_client.submit(memory._worker_keep_bytes, pure=False).result()
     assert len(limits) == 1 and in_task == int(limits.pop() * memory.KEEP_FRACTION) > 0
+
+
+def _kernel_reports_thp() -> bool:
+    try:
+        with open("/proc/self/status") as f:
+            return "THP_enabled:" in f.read()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _kernel_reports_thp(), reason="the kernel does not report THP_enabled")
+def test_huge_pages_are_off_for_the_process_and_the_processes_it_starts() -> None:
+    """In a fresh interpreter (the flag is for good): off there, and in a child it execs."""
+    code = (
+        "import subprocess\n"
+        "from pipeline.memory import disable_transparent_hugepages\n"
+        "assert disable_transparent_hugepages()\n"
+        "print(open('/proc/self/status').read())\n"
+        "print(subprocess.run(['cat', '/proc/self/status'], capture_output=True, text=True).stdout)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.count("THP_enabled:\t0") == 2, out.stdout
