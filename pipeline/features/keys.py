@@ -91,8 +91,12 @@ def canonical(series: pd.Series, kind: KeyKind, where: str) -> tuple[np.ndarray,
         values = present.to_numpy()
         if values.dtype == object:  # object column holding numbers (or strings: caught below)
             values = np.asarray(values.tolist()) if len(values) else values.astype(np.float64)
-        if kind == "int" and values.dtype.kind == "f" and not np.all(np.floor(values) == values):
-            raise _mismatch(series, kind, where, "it holds non-integer values")
+        if kind == "int" and values.dtype.kind == "f":  # whole numbers (a column with nulls)
+            with np.errstate(invalid="ignore"):  # inf, or past int64: caught by the comparison
+                whole = values.astype(np.int64)
+            if not (whole == values).all():
+                raise _mismatch(series, kind, where, "it holds non-integer values")
+            values = whole
         if kind == "bool" and values.dtype.kind != "b":
             raise _mismatch(series, kind, where)
         if values.dtype.kind not in "biuf":
@@ -100,7 +104,8 @@ def canonical(series: pd.Series, kind: KeyKind, where: str) -> tuple[np.ndarray,
         values = values.astype(_NUMPY_DTYPES[kind], copy=False)
     except (TypeError, ValueError, OverflowError) as exc:
         raise _mismatch(series, kind, where) from exc
-    return null, pd.Index(values, dtype=_NUMPY_DTYPES[kind])
+    # No copy: the values are this call's own, or the column's, which nothing writes to.
+    return null, pd.Index(values, dtype=_NUMPY_DTYPES[kind], copy=False)
 
 
 def canonical_strings(series: pd.Series, where: str) -> tuple[np.ndarray, pa.Array]:
