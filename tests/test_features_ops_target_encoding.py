@@ -161,3 +161,30 @@ def test_split_statistics_merge_to_the_whole() -> None:
         np.testing.assert_array_equal(w.indptr, m.indptr)
         np.testing.assert_array_equal(w.count, m.count)
         np.testing.assert_allclose(w.sum, m.sum)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**16), n=st.integers(1, 300), ranges=st.integers(1, 6),
+       pair=st.booleans(), text=st.booleans())
+def test_key_ranges_give_the_several_fold_keys_of_the_whole(
+    seed: int, n: int, ranges: int, pair: bool, text: bool
+) -> None:
+    """The keys of several folds, taken range by range straight into one table, are those of
+    the joined statistics (packed pairs, hashed strings and plain ids alike)."""
+    from pipeline.features.base import PartitionContext
+    from pipeline.features.te_stats import KeyRanges
+
+    rng = np.random.default_rng(seed)
+    users = rng.integers(0, 40, n)
+    frame = pd.DataFrame({"u": users.astype(str) if text else users,
+                          "i": rng.integers(0, 15, n), "y": rng.integers(0, 2, n)})
+    op = TargetEncoding([["u", "i"] if pair else "u"], target="y", kfold=3)
+    op.prepare(frame.dtypes)
+    (stats,) = op.partition_stats(frame, PartitionContext(frame, True)).values()
+    expected = stats.several_folds()
+    got = KeyRanges(list(stats.split(ranges))).several_folds()
+    for field in ("key", "indptr", "fold", "count", "sum", "total_count", "total_sum"):
+        np.testing.assert_array_equal(getattr(got, field), getattr(expected, field))
+    for a, b in zip(got.raw_values, expected.raw_values, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert got.packed == expected.packed
