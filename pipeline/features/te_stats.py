@@ -229,64 +229,43 @@ class TargetStats:
         """
         if len(pieces) == 1:
             return pieces.pop()
-        first = pieces[0]
-        packed = all(p.packed for p in pieces)  # else every piece's values, unpacked or not
-        n_keys = sum(len(p.key) for p in pieces)
-        n_entries = sum(len(p.fold) for p in pieces)
-        key = np.empty(n_keys, first.key.dtype)
-        values = () if packed else tuple(np.empty(n_keys, v.dtype) for v in first.raw_values)
-        indptr = np.empty(n_keys + 1, np.int64)
-        fold = np.empty(n_entries, first.fold.dtype)
-        count = np.empty(n_entries, first.count.dtype)
-        total = np.empty(n_entries, first.sum.dtype)
-        indptr[0] = k = e = 0
+        out = _unfilled_join(pieces, sum(len(p.key) for p in pieces),
+                             sum(len(p.fold) for p in pieces))
+        k = e = 0
         while pieces:
             p = pieces.pop(0)
             nk, ne = len(p.key), len(p.fold)
-            key[k : k + nk] = p.key
-            for out, v in zip(values, () if packed else p.raw_values, strict=True):
-                out[k : k + nk] = v
-            indptr[k + 1 : k + nk + 1] = p.indptr[1:] - p.indptr[0] + e
-            fold[e : e + ne], count[e : e + ne], total[e : e + ne] = p.fold, p.count, p.sum
+            out.key[k : k + nk] = p.key
+            for into, v in zip(out.values, () if out.packed else p.raw_values, strict=True):
+                into[k : k + nk] = v
+            out.indptr[k + 1 : k + nk + 1] = p.indptr[1:] - p.indptr[0] + e
+            out.fold[e : e + ne], out.count[e : e + ne] = p.fold, p.count
+            out.sum[e : e + ne] = p.sum
             k, e = k + nk, e + ne
             del p
             release_free_memory()  # the piece's buffer: glibc keeps large freed blocks
-        return TargetStats(
-            first.keys, first.kinds, first.n_folds, key, values, indptr, fold, count, total,
-            first.total_count, first.total_sum, first.untargeted, packed,
-        )
+        return out
 
     @staticmethod
     def take_joined(pieces: Sequence[TargetStats], positions: Sequence[np.ndarray]
                     ) -> TargetStats:
         """``concatenate`` of ``piece.take(pos)`` for each piece, gathered straight into the
         joined arrays (a take per piece, then a join, copied every kept entry twice)."""
-        first = pieces[0]
-        packed = all(p.packed for p in pieces)
         picked = [entries_of(p.indptr, pos) for p, pos in zip(pieces, positions, strict=True)]
-        n_keys = sum(len(pos) for pos in positions)
-        n_entries = sum(int(ptr[-1]) for _, ptr in picked)
-        key = np.empty(n_keys, first.key.dtype)
-        values = () if packed else tuple(np.empty(n_keys, v.dtype) for v in first.raw_values)
-        indptr = np.empty(n_keys + 1, np.int64)
-        fold = np.empty(n_entries, first.fold.dtype)
-        count = np.empty(n_entries, first.count.dtype)
-        total = np.empty(n_entries, first.sum.dtype)
-        indptr[0] = k = e = 0
+        out = _unfilled_join(pieces, sum(len(pos) for pos in positions),
+                             sum(int(ptr[-1]) for _, ptr in picked))
+        k = e = 0
         for p, pos, (entries, ptr) in zip(pieces, positions, picked, strict=True):
             nk, ne = len(pos), len(entries)
-            np.take(p.key, pos, out=key[k : k + nk])
-            for out, v in zip(values, () if packed else p.raw_values, strict=True):
-                np.take(v, pos, out=out[k : k + nk])
-            indptr[k + 1 : k + nk + 1] = ptr[1:] + e
-            np.take(p.fold, entries, out=fold[e : e + ne])
-            np.take(p.count, entries, out=count[e : e + ne])
-            np.take(p.sum, entries, out=total[e : e + ne])
+            np.take(p.key, pos, out=out.key[k : k + nk])
+            for into, v in zip(out.values, () if out.packed else p.raw_values, strict=True):
+                np.take(v, pos, out=into[k : k + nk])
+            out.indptr[k + 1 : k + nk + 1] = ptr[1:] + e
+            np.take(p.fold, entries, out=out.fold[e : e + ne])
+            np.take(p.count, entries, out=out.count[e : e + ne])
+            np.take(p.sum, entries, out=out.sum[e : e + ne])
             k, e = k + nk, e + ne
-        return TargetStats(
-            first.keys, first.kinds, first.n_folds, key, values, indptr, fold, count, total,
-            first.total_count, first.total_sum, first.untargeted, packed,
-        )
+        return out
 
     @property
     def n_keys(self) -> int:
@@ -478,6 +457,22 @@ class KeyRanges:
     def several_folds(self) -> TargetStats:
         return TargetStats.take_joined(
             self.pieces, [np.flatnonzero(np.diff(p.indptr) > 1) for p in self.pieces])
+
+
+def _unfilled_join(pieces: Sequence[TargetStats], n_keys: int, n_entries: int) -> TargetStats:
+    """Statistics shaped like the joined ``pieces`` (consecutive key ranges), their arrays
+    allocated for a join to fill: packed if every piece is, else with every piece's values."""
+    first = pieces[0]
+    packed = all(p.packed for p in pieces)
+    indptr = np.empty(n_keys + 1, np.int64)
+    indptr[0] = 0
+    return TargetStats(
+        first.keys, first.kinds, first.n_folds, np.empty(n_keys, first.key.dtype),
+        () if packed else tuple(np.empty(n_keys, v.dtype) for v in first.raw_values), indptr,
+        np.empty(n_entries, first.fold.dtype), np.empty(n_entries, first.count.dtype),
+        np.empty(n_entries, first.sum.dtype), first.total_count, first.total_sum,
+        first.untargeted, packed,
+    )
 
 
 def _target(frame: pd.DataFrame, target: str | np.ndarray) -> np.ndarray:
