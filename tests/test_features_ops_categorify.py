@@ -3,6 +3,7 @@ for incremental refits and round-tripped through save/load."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings
@@ -192,3 +193,13 @@ def test_combo_round_trips(tmp_path) -> None:
     pd.testing.assert_frame_equal(Workflow.load(tmp_path).transform(frame), out)
     unseen = wf.transform(pd.DataFrame({"u": [9], "s": ["z"]}))["u_s"].tolist()
     assert unseen == [2]
+
+
+@settings(max_examples=60, deadline=None)
+@given(counts=st.lists(st.integers(0, 2**40), max_size=60))
+def test_vocabulary_order_is_a_stable_sort_by_descending_count(counts: list[int]) -> None:
+    from pipeline.features.vocab import _by_descending_count
+
+    values = np.array(counts, dtype=np.int64)
+    np.testing.assert_array_equal(_by_descending_count(values),
+                                  np.argsort(-values, kind="stable"))
