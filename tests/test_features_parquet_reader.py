@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.errors import DataError
 from pipeline.features import (
     Categorify,
     CategorifyCombo,
@@ -63,6 +64,25 @@ def test_strings_arrive_dictionary_encoded_and_the_rest_as_dask_reads_it(tmp_pat
     decoded = got.astype({c: dasks.dtypes[c] for c in strings})
     pd.testing.assert_frame_equal(decoded, dasks.compute())
     assert list(ours[["price", "city"]].compute().columns) == ["price", "city"]
+
+
+def test_large_strings_read_as_the_dictionaries_the_partitions_hold(tmp_path: Path) -> None:
+    table = pa.table({"s": pa.array(["a", None, "b", "a"], pa.large_string()), "x": range(4)})
+    pq.write_table(table, tmp_path / "a.parquet")
+    ddf = read_parquet(str(tmp_path / "a.parquet"), backend="pandas")
+    got = ddf.compute()
+    assert ddf.dtypes.to_dict() == got.dtypes.to_dict()
+    assert is_string_dictionary(got.dtypes["s"])
+    assert got["s"].isna().tolist() == [False, True, False, False]
+    assert got["s"].dropna().tolist() == ["a", "b", "a"]
+
+
+def test_a_file_without_the_first_files_columns_is_named(tmp_path: Path) -> None:
+    pd.DataFrame({"a": [1, 2], "s": ["x", "y"]}).to_parquet(tmp_path / "p0.parquet")
+    pd.DataFrame({"a": [3, 4]}).to_parquet(tmp_path / "p1.parquet")
+    ddf = read_parquet(str(tmp_path), backend="pandas")
+    with pytest.raises(DataError, match=r"p1\.parquet lacks column\(s\) \['s'\]"):
+        ddf.compute()
 
 
 def test_a_stored_index_comes_back_as_pandas_wrote_it(tmp_path: Path) -> None:

@@ -23,6 +23,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from pipeline.errors import DataError
+
 
 def string_columns(schema: pa.Schema) -> list[str]:
     """Columns read as dictionaries: plain (or large) strings."""
@@ -56,11 +58,13 @@ class RowGroupReader:
     passes of a workflow), so only those are read.
     """
 
-    def __init__(self, schema: pa.Schema) -> None:
-        self.schema = schema
-        self.dictionary_columns = string_columns(schema)
-        self.index_columns = [c for c in (schema.pandas_metadata or {}).get("index_columns", [])
-                              if isinstance(c, str)]
+    def __init__(self, first_file: str) -> None:
+        self.first_file = first_file
+        self.dictionary_columns = string_columns(pq.read_schema(first_file))
+        with pq.ParquetFile(first_file, read_dictionary=self.dictionary_columns) as file:
+            self.schema = file.schema_arrow  # as the reads give it (large strings: plain ones)
+        self.index_columns = [c for c in (self.schema.pandas_metadata or {}).get(
+            "index_columns", []) if isinstance(c, str)]
 
     def __call__(self, piece: tuple[str, tuple[int, ...]],
                  columns: Sequence[str] | None = None) -> pd.DataFrame:
@@ -68,9 +72,22 @@ class RowGroupReader:
         wanted = list(columns) if columns is not None else self.data_columns()
         read = [*wanted, *(c for c in self.index_columns if c not in wanted)]
         dictionary = [c for c in self.dictionary_columns if c in read]
-        with pq.ParquetFile(path, read_dictionary=dictionary, pre_buffer=True) as file:
-            table = file.read_row_groups(list(row_groups), columns=read, use_threads=False,
-                                         use_pandas_metadata=False)
+        try:
+            try:
+                file = pq.ParquetFile(path, read_dictionary=dictionary, pre_buffer=True)
+            except KeyError:  # a string column this file lacks: said below
+                file = pq.ParquetFile(path)
+            with file:
+                missing = [c for c in read if c not in file.schema_arrow.names]
+                if missing:
+                    raise DataError(
+                        f"{path} lacks column(s) {missing!r} that the dataset's first file "
+                        f"({self.first_file}) has; give every file the same columns"
+                    )
+                table = file.read_row_groups(list(row_groups), columns=read,
+                                             use_threads=False, use_pandas_metadata=False)
+        except (OSError, pa.ArrowException) as exc:
+            raise DataError(f"cannot read row groups {list(row_groups)} of {path}: {exc}") from exc
         return self.to_pandas(table)[wanted]
 
     def data_columns(self) -> list[str]:
@@ -84,10 +101,7 @@ class RowGroupReader:
 
     def meta(self) -> pd.DataFrame:
         """The empty frame every partition looks like."""
-        fields = [pa.field(f.name, pa.dictionary(pa.int32(), f.type))
-                  if f.name in self.dictionary_columns else f for f in self.schema]
-        empty = pa.schema(fields, metadata=self.schema.metadata).empty_table()
-        return self.to_pandas(empty)[self.data_columns()]
+        return self.to_pandas(self.schema.empty_table())[self.data_columns()]
 
 
 def pieces(files: Sequence[str], partition_rows: int | None) -> list[tuple[str, tuple[int, ...]]]:
@@ -128,7 +142,7 @@ def read_row_groups(files: Sequence[str], partition_rows: int | None,
     parts = pieces(files, partition_rows)
     if not parts:
         return None
-    reader = RowGroupReader(pq.read_schema(files[0]))
+    reader = RowGroupReader(files[0])
     meta = reader.meta()
     frame = dd.from_map(reader, parts, meta=meta, label="read-parquet", enforce_metadata=False)
     return frame[list(columns)] if columns is not None else frame
