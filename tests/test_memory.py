@@ -22,11 +22,14 @@ def test_malloc_trim_is_found_and_runs_after_frees() -> None:
 
 
 def test_without_glibc_it_is_a_no_op(monkeypatch: pytest.MonkeyPatch) -> None:
+    memory._libc.cache_clear()
     memory._malloc_trim.cache_clear()
     monkeypatch.setattr(memory.sys, "platform", "darwin")
     try:
         assert memory.release_free_memory() is False
+        assert memory.disable_transparent_hugepages() is False
     finally:
+        memory._libc.cache_clear()
         memory._malloc_trim.cache_clear()
 
 

@@ -75,19 +75,8 @@ class ValueCounts:
         per_code = np.bincount(codes, minlength=len(dictionary) + 1)
         nulls = int(per_code[-1])
         used = np.flatnonzero(per_code[:-1])
-        values = dictionary.take(pa.array(used))
-        order = pc.sort_indices(values).to_numpy()
-        values = values.take(pa.array(order))
-        counts = per_code[used][order]
-        if len(values) > 1:
-            new = np.r_[True, pc.not_equal(values[1:], values[:-1]).to_numpy(
-                zero_copy_only=False)]
-            if not new.all():
-                starts = np.flatnonzero(new)
-                values, counts = values.take(pa.array(starts)), np.add.reduceat(counts, starts)
-        index = pd.Index(pd.array(values, dtype=STR_DTYPE), dtype=STR_DTYPE)
-        series = pd.Series(counts.astype(np.int64, copy=False), index=index, name="count")
-        return cls("str", series, nulls)
+        index, counts = _sum_by_string(dictionary.take(pa.array(used)), per_code[used])
+        return cls("str", pd.Series(counts, index=index, name="count"), nulls)
 
     @classmethod
     def empty(cls, kind: KeyKind) -> ValueCounts:
@@ -115,21 +104,31 @@ class ValueCounts:
         counts = np.concatenate([p.counts.to_numpy(dtype=np.int64) for p in present])
         if kind == "str":  # Arrow sorts strings several times faster than NumPy's objects
             values = pa.concat_arrays([pa.array(p.counts.index.array) for p in present])
-            order = pc.sort_indices(values).to_numpy()
-            values = values.take(pa.array(order))
-            new = np.r_[True, pc.not_equal(values[1:], values[:-1]).to_numpy(zero_copy_only=False)]
-            starts = np.flatnonzero(new)
-            index = pd.Index(pd.array(values.take(pa.array(starts)), dtype=STR_DTYPE),
-                             dtype=STR_DTYPE)
+            index, totals = _sum_by_string(values, counts)
         else:
             values = np.concatenate([p.counts.index.to_numpy() for p in present])
             order = np.argsort(values, kind="stable")
             values = values[order]
             starts = np.flatnonzero(run_starts(values))
             index = pd.Index(values[starts], dtype=present[0].counts.index.dtype)
-        totals = np.add.reduceat(counts[order], starts)
+            totals = np.add.reduceat(counts[order], starts)
         series = pd.Series(totals.astype(np.int64), index=index, name="count")
         return ValueCounts(kind, series, nulls)
+
+
+def _sum_by_string(values: pa.Array, counts: np.ndarray) -> tuple[pd.Index, np.ndarray]:
+    """(the distinct non-null ``values``, ascending; the sum of ``counts`` over each one's
+    copies): a partition's dictionary entries, or the values of several statistics."""
+    order = pc.sort_indices(values).to_numpy()
+    values = values.take(pa.array(order))
+    counts = counts[order]
+    if len(values) > 1:
+        new = np.r_[True, pc.not_equal(values[1:], values[:-1]).to_numpy(zero_copy_only=False)]
+        if not new.all():
+            starts = np.flatnonzero(new)
+            values, counts = values.take(pa.array(starts)), np.add.reduceat(counts, starts)
+    index = pd.Index(pd.array(values, dtype=STR_DTYPE), dtype=STR_DTYPE)
+    return index, counts.astype(np.int64, copy=False)
 
 
 def _by_descending_count(counts: np.ndarray) -> np.ndarray:
