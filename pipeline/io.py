@@ -17,6 +17,7 @@ from pipeline.config import InteractionsSpec, SideTableSpec
 from pipeline.errors import DataError
 
 USER, ITEM, TIME, RATING = "user_id", "item_id", "timestamp", "rating"
+DAY = 86_400  # seconds: timestamps are int64 epoch seconds after reading
 
 
 def parquet_schema(path: Path, what: str) -> pa.Schema:

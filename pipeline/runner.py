@@ -25,27 +25,28 @@ import dask.dataframe as dd
 import pandas as pd
 from distributed import Client
 
+from pipeline.candidates.bpr import fit_retrieval
+from pipeline.candidates.context import NightContext
+from pipeline.candidates.cooccurrence import fit_cooccurrence
+from pipeline.candidates.popularity import fit_popularity
+from pipeline.candidates.rules import fallback_items, resolve_rules
 from pipeline.config import WorkflowSpec
 from pipeline.errors import ConfigError, DataError
 from pipeline.incremental import plan_night
-from pipeline.io import ITEM, RATING, TIME, USER, read_interactions, read_side_table
+from pipeline.io import DAY, ITEM, RATING, TIME, USER, read_interactions, read_side_table
 from pipeline.manifest import MANIFEST, Manifest, utc_now
 from pipeline.progress import Progress
-from pipeline.recommend.batch import (
-    NightContext,
+from pipeline.rankers.ranker import train_ranker
+from pipeline.rankers.tuning import tune_xgboost
+from pipeline.recommend.batch import write_recommendations
+from pipeline.recommend.reorder import ReorderPlan, resolve_reorder
+from pipeline.rows.build import (
     load_feature_workflow,
     map_user_partitions,
     ranker_feature_columns,
     training_partition,
-    write_recommendations,
 )
-from pipeline.recommend.cooccurrence import fit_cooccurrence
-from pipeline.recommend.popularity import DAY, fit_popularity
-from pipeline.recommend.rank_features import SIGNAL_FEATURES
-from pipeline.recommend.rules import fallback_items
-from pipeline.train.rankers import train_ranker
-from pipeline.train.retrieval import fit_retrieval
-from pipeline.train.tuning import tune_xgboost
+from pipeline.rows.signals import SIGNAL_FEATURES
 
 log = logging.getLogger(__name__)
 
@@ -206,19 +207,17 @@ class NightlyRun:
             seen_window_days=self.spec.filter.seen_window_days, embedding_dir=embedding_dir,
         )
 
-    def _serving_context(self, ctx: NightContext) -> NightContext:
-        """``ctx`` plus the business rules and reorder plan, which shape the nightly lists only
-        (training and holdout evaluation see the same candidates and features without them)."""
-        from pipeline.recommend.reorder import resolve_reorder
-        from pipeline.recommend.rules import resolve_rules
-
+    def _serving_context(self, ctx: NightContext) -> tuple[NightContext, ReorderPlan | None]:
+        """``ctx`` plus the business rules, and the reorder plan: both shape the nightly lists
+        only (training and holdout evaluation see the same candidates and features without
+        them)."""
         items, source = None, "(no data.items)"
         if self.spec.data.items is not None:
             source = str(self.spec.data.items.path)
             items = read_side_table(self.spec.data.items, ITEM, "data.items").compute()
-        return dataclasses.replace(
-            ctx, rules=resolve_rules(self.spec.filter, items, source, self.date),
-            reorder=resolve_reorder(self.spec.reorder, items, source))
+        rules = resolve_rules(self.spec.filter, items, source, self.date)
+        return (dataclasses.replace(ctx, rules=rules),
+                resolve_reorder(self.spec.reorder, items, source))
 
     # -- stages ------------------------------------------------------------------------------
     def prepare(self) -> dict[str, Any]:
@@ -360,8 +359,8 @@ class NightlyRun:
 
     def evaluate(self) -> dict[str, Any]:
         """The ranker (over ``evaluation.seeds`` seeds) and every baseline, as lists on the
-        holdout; see ``pipeline.train.evaluate``."""
-        from pipeline.train.evaluate import NightData, evaluate_night
+        holdout; see ``pipeline.evaluate.night``."""
+        from pipeline.evaluate.night import NightData, evaluate_night
 
         split = self._split()
         workflow = load_feature_workflow(self.paths.workflow)
@@ -380,10 +379,10 @@ class NightlyRun:
         """Lists for every user as of the end of the log, written as Parquet, with the rows
         each filter rule removed and each stage's seconds (summed over partitions)."""
         split, k = self._split(), self.spec.recommend.k
-        ctx = self._serving_context(self._context(split["last_event"] + 1))
+        ctx, reorder = self._serving_context(self._context(split["last_event"] + 1))
         shutil.rmtree(self.paths.lists, ignore_errors=True)
         stats = write_recommendations(self._events(), ctx, str(self.paths.model), None,
-                                      self.paths.lists)
+                                      self.paths.lists, reorder)
         fallback = fallback_items(ctx.popular, ctx.rules, k)[[ITEM, "pop_rank"]]
         fallback.to_parquet(self.paths.fallback, index=False)
         users, full = int(stats.get("users", 0)), int(stats.get("full_lists", 0))

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from pipeline.train.loader import LoaderColumns, ParquetBatchLoader
+from pipeline.rankers.loader import LoaderColumns, ParquetBatchLoader
 
 CAT = [f"c{i}" for i in range(10)]
 CONT = [f"f{i}" for i in range(6)]

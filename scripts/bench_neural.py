@@ -1,6 +1,6 @@
 """Benchmark: DCN-v2 vs DLRM on a synthetic click log with a known logistic truth.
 
-Writes a training and a test log (``pipeline.train.synthetic_clicks``: per-value effects of two
+Writes a training and a test log (``pipeline.rankers.synthetic_clicks``: per-value effects of two
 categoricals, two continuous features and one categorical x categorical interaction), trains both
 rankers with the Parquet loader for ``--epochs`` and prints test AUC and log-loss beside the AUC
 of the true click probabilities (the ceiling) and training time. Last line: JSON.
@@ -22,10 +22,10 @@ import pyarrow.parquet as pq
 import torch
 from scipy.stats import rankdata
 
-from pipeline.train.loader import LoaderColumns
-from pipeline.train.neural import NeuralConfig
-from pipeline.train.neural.ranker import NeuralRanker
-from pipeline.train.synthetic_clicks import write_click_log
+from pipeline.rankers.loader import LoaderColumns
+from pipeline.rankers.neural import NeuralConfig
+from pipeline.rankers.neural.ranker import NeuralRanker
+from pipeline.rankers.synthetic_clicks import write_click_log
 
 
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:

@@ -1,6 +1,6 @@
 """Benchmark: test AUC of XGBoost, DCN-v2 and logistic regression on one synthetic click log.
 
-The log (``pipeline.train.synthetic_clicks``) has a known logistic truth: per-value effects of
+The log (``pipeline.rankers.synthetic_clicks``) has a known logistic truth: per-value effects of
 two categoricals, two continuous features and one categorical x categorical interaction. Each
 model gets the categoricals in the form it can use:
 
@@ -8,7 +8,7 @@ model gets the categoricals in the form it can use:
   stopping on a 10% validation slice of the training rows;
 - DCN-v2 embeds them (the nightly ``ranker.model: dcn`` network, trained with the Parquet
   loader as ``scripts/bench_neural.py`` does);
-- logistic regression (``pipeline.train.baselines.logistic``, IRLS) reads their out-of-fold
+- logistic regression (``pipeline.evaluate.baselines.logistic``, IRLS) reads their out-of-fold
   target encodings (the feature workflow's ``TargetEncoding``), plus the continuous columns.
 
 Prints test AUC, log loss and training seconds beside the AUC of the true click probabilities
@@ -43,12 +43,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from pipeline.evaluate.baselines.logistic import fit_logistic
 from pipeline.features import TargetEncoding, Workflow
-from pipeline.train.baselines.logistic import fit_logistic
-from pipeline.train.loader import LoaderColumns
-from pipeline.train.neural import NeuralConfig
-from pipeline.train.neural.ranker import NeuralRanker
-from pipeline.train.synthetic_clicks import write_click_log
+from pipeline.rankers.loader import LoaderColumns
+from pipeline.rankers.neural import NeuralConfig
+from pipeline.rankers.neural.ranker import NeuralRanker
+from pipeline.rankers.synthetic_clicks import write_click_log
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_neural import auc, logloss  # noqa: E402  (the same exact AUC and log loss)

@@ -38,25 +38,21 @@ import numpy as np
 import pandas as pd
 from distributed import Client, LocalCluster
 
+from pipeline.candidates.bpr import fit_retrieval
+from pipeline.candidates.context import NightContext
+from pipeline.candidates.cooccurrence import fit_cooccurrence
+from pipeline.candidates.popularity import DAY, fit_popularity
+from pipeline.candidates.rules import resolve_rules
 from pipeline.cluster import worker_malloc_settings
 from pipeline.config import CandidatesSpec, CategorifyOp, FilterSpec, RankerSpec, ReorderSpec
 from pipeline.features import Workflow
 from pipeline.features.spec_ops import op_from_spec
 from pipeline.io import ITEM, TIME, USER
-from pipeline.recommend.batch import (
-    NightContext,
-    map_user_partitions,
-    ranker_feature_columns,
-    training_partition,
-    write_recommendations,
-)
-from pipeline.recommend.cooccurrence import fit_cooccurrence
-from pipeline.recommend.popularity import DAY, fit_popularity
-from pipeline.recommend.rank_features import add_signals, feature_matrix, join_side_tables
-from pipeline.recommend.reorder import resolve_reorder
-from pipeline.recommend.rules import resolve_rules
-from pipeline.train.retrieval import fit_retrieval
-from pipeline.train.xgb import load_ranker, predict, train_xgboost
+from pipeline.rankers.xgb import load_ranker, predict, train_xgboost
+from pipeline.recommend.batch import write_recommendations
+from pipeline.recommend.reorder import ReorderPlan, resolve_reorder
+from pipeline.rows.build import map_user_partitions, ranker_feature_columns, training_partition
+from pipeline.rows.signals import add_signals, feature_matrix, join_side_tables
 
 START = 1_700_000_000
 DAYS = 120
@@ -188,7 +184,8 @@ def naive_lists(events: pd.DataFrame, ctx: NightContext, model_dir: Path, users:
     return (time.perf_counter() - started) / len(users)
 
 
-def profile_partition(parted: dd.DataFrame, ctx: NightContext, model_dir: Path) -> None:
+def profile_partition(parted: dd.DataFrame, ctx: NightContext, model_dir: Path,
+                      plan: ReorderPlan | None) -> None:
     """cProfile of the four stages on the first partition, top 25 by cumulative time."""
     import cProfile
     import pstats
@@ -196,10 +193,10 @@ def profile_partition(parted: dd.DataFrame, ctx: NightContext, model_dir: Path) 
     from pipeline.recommend.batch import recommend_lists
 
     part = parted.partitions[0].compute()
-    recommend_lists(part, ctx, str(model_dir), None)  # warm caches (model, workflow)
+    recommend_lists(part, ctx, str(model_dir), None, plan)  # warm caches (model, workflow)
     profiler = cProfile.Profile()
     profiler.enable()
-    recommend_lists(part, ctx, str(model_dir), None)
+    recommend_lists(part, ctx, str(model_dir), None, plan)
     profiler.disable()
     pstats.Stats(profiler).sort_stats("cumulative").print_stats(35)
 
@@ -250,23 +247,24 @@ def main() -> None:
                                         min(args.train_users, args.users))
             cutoff = START + DAYS * DAY
             ctx = night_context(parted, cutoff, items, spec, root, args.k)
+            plan = None
             if not args.no_rules:
                 reorder = ReorderSpec.model_validate({
                     "diversity": {"method": "mmr", "column": "genre", "lambda": 0.7},
                     "boosts": [{"column": "price", "lt": 5, "factor": 1.1}]})
                 ctx = dataclasses.replace(
                     ctx, rules=resolve_rules(rule_tables(root, items, args.users, args.seed),
-                                             items, "synthetic items", DATE),
-                    reorder=resolve_reorder(reorder, items, "synthetic items"))
+                                             items, "synthetic items", DATE))
+                plan = resolve_reorder(reorder, items, "synthetic items")
             setup = time.perf_counter() - clock
 
             clock = time.perf_counter()
-            stats = write_recommendations(parted, ctx, str(model_dir), None, root / "lists")
+            stats = write_recommendations(parted, ctx, str(model_dir), None, root / "lists", plan)
             wall = time.perf_counter() - clock
             rss = peak_rss_gib(client)
 
             if args.profile:
-                profile_partition(parted, ctx, model_dir)
+                profile_partition(parted, ctx, model_dir, plan)
             workflow = Workflow.load(root / "workflow")
             sample = np.arange(min(args.naive_users, args.users))
             naive_s = naive_lists(events, ctx, model_dir, sample, workflow)

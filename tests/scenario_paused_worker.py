@@ -1,4 +1,4 @@
-"""The paused-worker scenario of ``test_train_collective``, run in a process of its own.
+"""The paused-worker scenario of ``test_rankers_collective``, run in a process of its own.
 
 ``python -m tests.scenario_paused_worker OUT``: starts its own two-worker LocalCluster, stops and
 resumes one worker every few milliseconds until XGBoost's first attempt to form its
@@ -26,8 +26,8 @@ from distributed import Client, LocalCluster
 
 from pipeline.cluster import worker_malloc_settings
 from pipeline.config import RankerSpec
-from pipeline.train import collective
-from pipeline.train.xgb import train_xgboost
+from pipeline.rankers import xgb_collective as collective
+from pipeline.rankers.xgb import train_xgboost
 from tests.helpers import FEATURES, ranker_rows
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.train.metrics import click_metrics, ranking_metrics
+from pipeline.metrics import click_metrics, ranking_metrics
 
 
 def reference(lists: pd.DataFrame, truth: pd.DataFrame, k: int) -> tuple[float, float]:

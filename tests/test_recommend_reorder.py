@@ -9,15 +9,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.config import ReorderSpec
-from pipeline.errors import ConfigError
-from pipeline.recommend.candidates import (
+from pipeline.candidates.generators import (
     merge_candidates,
     popularity_candidates,
     repeat_candidates,
 )
+from pipeline.candidates.rules import NO_CATEGORY
+from pipeline.config import ReorderSpec
+from pipeline.errors import ConfigError
 from pipeline.recommend.reorder import ORDER, mmr_order, reorder, resolve_reorder
-from pipeline.recommend.rules import NO_CATEGORY
 from pipeline.recommend.topk import top_k
 
 ITEMS = pd.DataFrame({"item_id": [1, 2, 3, 4, 5, 6],

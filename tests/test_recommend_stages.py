@@ -8,15 +8,15 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.recommend.candidates import (
+from pipeline.candidates.cooccurrence import _partition_cooccurrence, top_neighbours
+from pipeline.candidates.filters import drop_seen
+from pipeline.candidates.generators import (
     NO_RANK,
     cooccurrence_candidates,
     merge_candidates,
     popularity_candidates,
 )
-from pipeline.recommend.cooccurrence import _partition_cooccurrence, top_neighbours
-from pipeline.recommend.filters import drop_seen
-from pipeline.recommend.popularity import rank_items
+from pipeline.candidates.popularity import rank_items
 from pipeline.recommend.topk import fill_short_lists, top_k
 
 

@@ -13,17 +13,17 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipeline.config import Boost, DiversitySpec, ReorderSpec
-from pipeline.errors import ConfigError
-from pipeline.io import ITEM, USER
-from pipeline.recommend.rules import (
+from pipeline.candidates.rules import (
     NO_CATEGORY,
     category_series,
     condition_mask,
     require_column,
     within_cap,
 )
-from pipeline.recommend.sorting import run_starts
+from pipeline.candidates.sorting import run_starts
+from pipeline.config import Boost, DiversitySpec, ReorderSpec
+from pipeline.errors import ConfigError
+from pipeline.io import ITEM, USER
 from pipeline.recommend.topk import best_first
 
 ORDER = "order"

@@ -8,9 +8,9 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from pipeline.candidates.filters import pairs_isin
+from pipeline.candidates.sorting import lexsort, rank_within
 from pipeline.io import ITEM, USER
-from pipeline.recommend.filters import pairs_isin
-from pipeline.recommend.sorting import lexsort, rank_within
 
 LIST_COLUMNS = [USER, "rank", ITEM, "score", "source"]
 SOURCE_FALLBACK = "fallback"

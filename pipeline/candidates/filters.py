@@ -1,0 +1,67 @@
+"""Stage 2, filter: drop candidates the user has already interacted with (all time or in the
+last N days), and the (user, item) membership test the other pair rules share."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pipeline.io import DAY, ITEM, TIME, USER
+
+_KEY_BITS = 31
+
+
+def pair_keys(users: np.ndarray, items: np.ndarray) -> np.ndarray | None:
+    """One int64 per (user, item) when both ids are small non-negative integers, else None."""
+    if users.dtype.kind not in "iu" or items.dtype.kind not in "iu":
+        return None
+    if len(users) and (users.min() < 0 or users.max() >= 2**_KEY_BITS
+                       or items.min() < 0 or items.max() >= 2**_KEY_BITS):
+        return None
+    return (users.astype(np.int64) << _KEY_BITS) | items.astype(np.int64)
+
+
+def split_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (users, items) that ``pair_keys`` packed."""
+    return keys >> _KEY_BITS, keys & (2**_KEY_BITS - 1)
+
+
+def pairs_isin(users: np.ndarray, items: np.ndarray, pairs: pd.DataFrame) -> np.ndarray:
+    """For each (users[i], items[i]): is it a row of ``pairs`` (columns user_id, item_id)?
+
+    Integer ids become one int64 key per pair, looked up in the sorted keys of ``pairs``
+    (several times faster than a merge on two columns); other id types fall back to a join.
+    """
+    return pair_counts(users, items, pairs) > 0
+
+
+def pair_counts(users: np.ndarray, items: np.ndarray, pairs: pd.DataFrame) -> np.ndarray:
+    """For each (users[i], items[i]): how many rows of ``pairs`` hold it (int64).
+
+    Integer ids: counts of the sorted int64 keys, looked up with ``searchsorted``; other id
+    types: a groupby and a join on the two columns.
+    """
+    if len(users) == 0 or len(pairs) == 0:
+        return np.zeros(len(users), dtype=np.int64)
+    left = pair_keys(users, items)
+    right = pair_keys(pairs[USER].to_numpy(), pairs[ITEM].to_numpy())
+    if left is not None and right is not None:
+        keys, counts = np.unique(right, return_counts=True)
+        at = np.minimum(np.searchsorted(keys, left), len(keys) - 1)
+        return np.where(keys[at] == left, counts[at], 0).astype(np.int64)
+    sizes = pairs.groupby([USER, ITEM]).size().rename("_n")
+    probe = pd.DataFrame({USER: users, ITEM: items}).join(sizes, on=[USER, ITEM])
+    return probe["_n"].fillna(0).to_numpy(dtype=np.int64)
+
+
+def seen_pairs(history: pd.DataFrame, cutoff: int, window_days: float | None) -> pd.DataFrame:
+    """The (user, item) pairs the seen rule excludes: all of history, or its last N days."""
+    if window_days is not None:
+        history = history[history[TIME] >= cutoff - int(window_days * DAY)]
+    return history[[USER, ITEM]]
+
+
+def drop_seen(candidates: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
+    """Anti-join on (user_id, item_id): keep candidates absent from the user's history."""
+    seen = pairs_isin(candidates[USER].to_numpy(), candidates[ITEM].to_numpy(), history)
+    return candidates.loc[~seen].reset_index(drop=True)

@@ -1,0 +1,83 @@
+"""The evaluate stage: every baseline beside the ranker over several seeds, mean ± std in the
+manifest and on the console, and the verdict against the baselines."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.config import load_workflow
+from pipeline.evaluate.night import reseeded, summarise, verdict
+from pipeline.report import summary_lines
+from pipeline.runner import NightlyRun
+from tests.helpers import workflow_file, write_synthetic_log
+
+
+def result(ndcg: float) -> dict[str, float]:
+    return {"users": 10, "ndcg@10": ndcg, "recall@10": ndcg / 2, "map@10": ndcg / 3,
+            "coverage@10": 0.5}
+
+
+def test_summary_is_mean_and_sample_std_and_the_verdict_uses_both() -> None:
+    table = summarise({"ranker": [result(0.30), result(0.32), result(0.34)],
+                       "popularity": [result(0.25)], "ease": [result(0.31)]}, 10)
+    assert table["ranker"]["ndcg@10"] == pytest.approx(0.32)
+    assert table["ranker"]["ndcg@10_std"] == pytest.approx(0.02)
+    assert table["ranker"]["runs"] == 3 and table["popularity"]["ndcg@10_std"] == 0.0
+    got = verdict(table, 10)
+    assert got["margins"]["popularity"]["beaten"] is True  # 0.07 > 2 x 0.02
+    assert got["margins"]["ease"]["beaten"] is False  # 0.01 < 2 x 0.02
+    assert got["beats_every_baseline"] is False and got["best_ranker"] == "ranker"
+
+
+def test_one_ranker_run_gives_no_verdict() -> None:
+    table = summarise({"ranker": [result(0.30)], "popularity": [result(0.25)]}, 10)
+    got = verdict(table, 10)
+    assert got["margins"]["popularity"]["margin"] == pytest.approx(0.05)
+    assert got["margins"]["popularity"]["beaten"] is None
+    assert got["beats_every_baseline"] is None
+
+
+def test_reseeding_moves_whole_users_between_train_and_validation(dask_client: Any) -> None:
+    users = np.arange(2000)
+    frame = pd.DataFrame({"qid": np.concatenate([users * 64 + 3, users * 64 + 5]),
+                          "is_valid": False})
+    a = reseeded(dd.from_pandas(frame, npartitions=2), 1, 0.2).compute()
+    b = reseeded(dd.from_pandas(frame, npartitions=2), 2, 0.2).compute()
+    per_user = a.groupby(a["qid"] // 64)["is_valid"].nunique()
+    assert (per_user == 1).all()  # both windows of a user on the same side
+    assert 0.15 < a["is_valid"].mean() < 0.25
+    assert (a["is_valid"] != b["is_valid"]).any()  # another seed, another split
+
+
+@pytest.mark.e2e
+def test_a_night_reports_every_model_over_seeds(tmp_path: Path, dask_client: Any,
+                                                redis_url: str) -> None:
+    data = write_synthetic_log(tmp_path / "data")
+    name = f"eval-{uuid.uuid4().hex[:6]}"
+    path = workflow_file(tmp_path / "w.yaml", data, tmp_path / "runs", name,
+                         evaluation={"k": 10, "seeds": 2, "ease_lambdas": [10.0, 30.0]})
+    manifest = NightlyRun(load_workflow(path), "2026-02-01", dask_client, redis_url).run()
+    stage = manifest.stage("evaluate")
+    table = stage["metrics"]
+    assert set(table) == {"ranker", "popularity", "popularity_global", "repeat", "itemknn",
+                          "ease", "logistic"}
+    assert table["ranker"]["runs"] == 2 and stage["seeds"] == 2
+    assert len(stage["per_seed"]["ranker"]) == 2
+    for row in table.values():
+        assert row["users"] == table["ranker"]["users"] > 0
+        for key in ("ndcg@10", "recall@10", "map@10", "coverage@10"):
+            assert 0.0 <= row[key] <= 1.0 and row[f"{key}_std"] >= 0.0
+    assert len(stage["ease"]["tried"]) >= 3  # the grid of two was widened at least once
+    assert 0.0 <= stage["click"]["logistic"]["auc"] <= 1.0
+    assert stage["click"]["logistic"]["logloss"] > 0
+    assert (manifest.run_dir / "evaluation" / "ranker-seed-1" / "model.json").exists()
+    assert (manifest.run_dir / "evaluation" / "logistic" / "logistic.json").exists()
+    text = "\n".join(summary_lines(manifest))
+    assert "ranker over 2 seed(s)" in text and " ± " in text and "ease" in text
