@@ -18,7 +18,7 @@ from pipeline.errors import RecpipeError
 log = logging.getLogger("recpipe")
 
 EXIT_OK, EXIT_USAGE = 0, 2  # RecpipeError subclasses carry their own codes (2 input, 3 store,
-# 75 another run holds the workflow's lock); see README "Operations"
+# 75 another run holds the workflow's lock); see docs/operations.md
 _OPTIONS = {"log_json": False}
 
 

@@ -18,6 +18,6 @@ WORKFLOW="${1:-workflows/movielens.yaml}"
 DATE="${2:-$(date -u +%Y-%m-%d)}"
 VENV="${RECPIPE_VENV:-$PWD/.venv}"
 mkdir -p logs
-# exit codes (README "Operations"): 0 ok, 2 config/data, 3 Redis unreachable, 75 locked;
+# exit codes (docs/operations.md): 0 ok, 2 config/data, 3 Redis unreachable, 75 locked;
 # a failed night resumes at its first unfinished stage when submitted again.
 exec "$VENV/bin/recpipe" --log-json run "$WORKFLOW" --date "$DATE"
