@@ -198,7 +198,7 @@ def test_combo_round_trips(tmp_path) -> None:
 @settings(max_examples=60, deadline=None)
 @given(counts=st.lists(st.integers(0, 2**40), max_size=60))
 def test_vocabulary_order_is_a_stable_sort_by_descending_count(counts: list[int]) -> None:
-    from pipeline.features.vocab import _by_descending_count
+    from pipeline.features.stats.vocab import _by_descending_count
 
     values = np.array(counts, dtype=np.int64)
     np.testing.assert_array_equal(_by_descending_count(values),

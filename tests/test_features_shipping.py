@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from pipeline.features import Categorify, FillMedian, Normalize, TargetEncoding, Workflow, shipping
-from pipeline.features.te_stats import KeyRanges, TargetStats
+from pipeline.features.stats.te_stats import KeyRanges, TargetStats
 
 
 def test_plan_file_round_trip_maps_arrays_without_copying(tmp_path: Path) -> None:

@@ -9,21 +9,21 @@ from __future__ import annotations
 from typing import Any
 
 from .base import Op
-from .bucketize import Bucketize
-from .categorify import Categorify
-from .categorify_combo import CategorifyCombo
-from .clip import Clip
-from .difference_lag import DifferenceLag
-from .fill import FillMissing
-from .fill_median import FillMedian
-from .hash_bucket import HashBucket
-from .hashed_cross import HashedCross
-from .join_groupby import JoinGroupby
-from .log_op import LogOp
-from .minmax import NormalizeMinMax
-from .normalize import Normalize
-from .target_encoding import TargetEncoding
-from .user_function import UserFunction
+from .ops.bucketize import Bucketize
+from .ops.categorify import Categorify
+from .ops.categorify_combo import CategorifyCombo
+from .ops.clip import Clip
+from .ops.difference_lag import DifferenceLag
+from .ops.fill import FillMissing
+from .ops.fill_median import FillMedian
+from .ops.hash_bucket import HashBucket
+from .ops.hashed_cross import HashedCross
+from .ops.join_groupby import JoinGroupby
+from .ops.log_op import LogOp
+from .ops.minmax import NormalizeMinMax
+from .ops.normalize import Normalize
+from .ops.target_encoding import TargetEncoding
+from .ops.user_function import UserFunction
 
 SPEC_OPS: dict[str, type[Op]] = {
     "categorify": Categorify,

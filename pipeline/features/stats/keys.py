@@ -19,7 +19,7 @@ from pandas.api import types as ptypes
 
 from pipeline.errors import DataError
 
-from .backend import hash_values
+from ..backend import hash_values
 
 KeyKind = Literal["int", "float", "bool", "str"]
 KEY_KINDS: tuple[KeyKind, ...] = ("int", "float", "bool", "str")

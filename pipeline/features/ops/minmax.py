@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .backend import float_values
-from .base import ColumnSchema, InPlaceOp, NotFittedError, PartitionContext, column_list
-from .moments import require_numeric, require_values
+from ..backend import float_values
+from ..base import ColumnSchema, InPlaceOp, NotFittedError, PartitionContext, column_list
+from .shared.column_checks import require_numeric, require_values
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ from pandas.api import types as ptypes
 
 from pipeline.errors import ConfigError, DataError
 
-from .base import ColumnSchema, Op, PartitionContext
-from .group_keys import group_keys
-from .keys import KeyKind, key_kind
+from ..base import ColumnSchema, Op, PartitionContext
+from ..stats.group_keys import group_keys
+from ..stats.keys import KeyKind, key_kind
 
 
 class DifferenceLag(Op):

@@ -11,9 +11,9 @@ from typing import Any
 
 from pipeline.errors import ConfigError
 
-from .base import Op, column_list, columns_of
-from .hashing import HashedGroupsMixin, check_buckets
-from .keys import KeyKind
+from ..base import Op, column_list, columns_of
+from ..stats.keys import KeyKind
+from .shared.hashed_groups import HashedGroupsMixin, check_buckets
 
 
 class HashedCross(HashedGroupsMixin, Op):

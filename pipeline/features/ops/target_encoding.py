@@ -12,7 +12,7 @@ from pandas.api import types as ptypes
 
 from pipeline.errors import ConfigError, DataError
 
-from .base import (
+from ..base import (
     ColumnSchema,
     NotFittedError,
     Op,
@@ -21,11 +21,11 @@ from .base import (
     columns_of,
     groups_param,
 )
-from .folds import fold_ids, row_fold_hash
-from .group_keys import GroupKeys, group_keys
-from .keys import KeyKind, fitted_kinds
-from .te_stats import KeyRanges, TargetStats
-from .te_table import MAX_FOLDS, EncodingTable
+from ..stats.folds import fold_ids, row_fold_hash
+from ..stats.group_keys import GroupKeys, group_keys
+from ..stats.keys import KeyKind, fitted_kinds
+from ..stats.te_stats import KeyRanges, TargetStats
+from ..stats.te_table import MAX_FOLDS, EncodingTable
 
 
 class TargetEncoding(Op):

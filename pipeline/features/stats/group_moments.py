@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .backend import float_values
+from ..backend import float_values
 from .group_keys import check_collisions, group_keys, is_exact
 from .keys import KeyKind
 from .runs import run_starts

@@ -20,7 +20,7 @@ import pandas as pd
 
 from pipeline.errors import ConfigError, DataError
 
-from .base import ColumnSchema, Op, PartitionContext, column_list
+from ..base import ColumnSchema, Op, PartitionContext, column_list
 
 _PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 

@@ -24,7 +24,7 @@ import pandas as pd
 
 from pipeline.errors import DataError
 
-from .backend import hash_values
+from ..backend import hash_values
 from .keys import KeyKind, canonical, empty_keys
 
 

@@ -6,18 +6,13 @@ Chan's update keeps the merged variance accurate for any split of the rows.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
-from pandas.api import types as ptypes
 
-from pipeline.errors import DataError
-
-from .backend import float_values
-from .base import InPlaceOp
+from ..backend import float_values
 
 
 @dataclass(frozen=True)
@@ -77,36 +72,3 @@ class Moments:
             rows["mean"].to_numpy(np.float64),
             rows["m2"].to_numpy(np.float64),
         )
-
-
-def require_numeric(dtypes: Mapping[str, Any], columns: Sequence[str], where: str) -> None:
-    """A clear error when a column that needs numbers holds something else."""
-    for c in columns:
-        dtype = dtypes[c]
-        if not ptypes.is_numeric_dtype(dtype) or ptypes.is_complex_dtype(dtype):
-            raise DataError(
-                f"{where}: column {c!r} has dtype {dtype}, not numeric; cast it to a number "
-                "or use Categorify for categorical columns"
-            )
-
-
-def require_values(count: np.ndarray, columns: Sequence[str], where: str) -> None:
-    """A clear error when a column had no non-null value at all in the fitting data."""
-    empty = [c for c, n in zip(columns, count, strict=True) if n == 0]
-    if empty:
-        raise DataError(
-            f"{where}: column(s) {empty!r} have no non-null values in the fitting data, so "
-            "there is nothing to learn from; drop them from the op or check the input"
-        )
-
-
-class NumericMapOp(InPlaceOp):
-    """A stateless in-place op over numeric columns (Clip, LogOp, Bucketize): it learns nothing,
-    so ``fit`` only checks, before any data is read, that every column it maps is numeric."""
-
-    @property
-    def stateful(self) -> bool:
-        return False
-
-    def prepare(self, dtypes: Mapping[str, Any]) -> None:
-        require_numeric(dtypes, self.columns, self._where())

@@ -11,9 +11,10 @@ from pandas.api import types as ptypes
 
 from pipeline.errors import ConfigError, DataError
 
-from .base import ColumnSchema, InPlaceOp, NotFittedError, PartitionContext, column_list
-from .keys import is_text_dtype
-from .moments import Moments, require_numeric, require_values
+from ..base import ColumnSchema, InPlaceOp, NotFittedError, PartitionContext, column_list
+from ..stats.keys import is_text_dtype
+from ..stats.moments import Moments
+from .shared.column_checks import require_numeric, require_values
 
 
 class FillMissing(InPlaceOp):

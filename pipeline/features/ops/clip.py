@@ -11,8 +11,8 @@ from pandas.api import types as ptypes
 
 from pipeline.errors import ConfigError
 
-from .base import ColumnSchema, PartitionContext, column_list
-from .moments import NumericMapOp
+from ..base import ColumnSchema, PartitionContext, column_list
+from .shared.numeric_map import NumericMapOp
 
 
 class Clip(NumericMapOp):

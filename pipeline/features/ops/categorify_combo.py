@@ -18,11 +18,11 @@ import pandas as pd
 
 from pipeline.errors import ConfigError, DataError
 
-from .backend import hash_values
-from .base import ColumnSchema, NotFittedError, Op, PartitionContext, column_list, columns_of
-from .group_keys import group_keys, key_of, raw_values
-from .group_moments import GroupMoments
-from .keys import KeyKind, canonical, fitted_kinds
+from ..backend import hash_values
+from ..base import ColumnSchema, NotFittedError, Op, PartitionContext, column_list, columns_of
+from ..stats.group_keys import group_keys, key_of, raw_values
+from ..stats.group_moments import GroupMoments
+from ..stats.keys import KeyKind, canonical, fitted_kinds
 
 NULL_INDEX = 1
 FIRST_BUCKET = 2

@@ -9,11 +9,11 @@ import pandas as pd
 
 from pipeline.errors import ConfigError
 
-from .backend import float_values
-from .base import ColumnSchema, InPlaceOp, NotFittedError, PartitionContext, column_list
+from ..backend import float_values
+from ..base import ColumnSchema, InPlaceOp, NotFittedError, PartitionContext, column_list
+from ..stats.quantiles import DEFAULT_CAPACITY, QuantileSummary
 from .fill import fill_column
-from .moments import require_numeric, require_values
-from .quantiles import DEFAULT_CAPACITY, QuantileSummary
+from .shared.column_checks import require_numeric, require_values
 
 
 class FillMedian(InPlaceOp):

@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .backend import float_values
-from .base import ColumnSchema, PartitionContext, column_list
-from .moments import NumericMapOp
+from ..backend import float_values
+from ..base import ColumnSchema, PartitionContext, column_list
+from .shared.numeric_map import NumericMapOp
 
 
 class LogOp(NumericMapOp):

@@ -10,10 +10,10 @@ import pandas as pd
 
 from pipeline.errors import ConfigError, DataError
 
-from .base import ColumnSchema, InPlaceOp, NotFittedError, PartitionContext, column_list
-from .keys import KeyKind, empty_keys, key_kind
-from .list_columns import element_dtype, flatten, rebuild, reject_python_lists
-from .vocab import ValueCounts, Vocabulary
+from ..base import ColumnSchema, InPlaceOp, NotFittedError, PartitionContext, column_list
+from ..stats.keys import KeyKind, empty_keys, key_kind
+from ..stats.vocab import ValueCounts, Vocabulary
+from .shared.list_columns import element_dtype, flatten, rebuild, reject_python_lists
 
 
 class Categorify(InPlaceOp):

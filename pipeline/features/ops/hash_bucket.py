@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .base import InPlaceOp, column_list
-from .hashing import HashedGroupsMixin, check_buckets
-from .keys import KeyKind
+from ..base import InPlaceOp, column_list
+from ..stats.keys import KeyKind
+from .shared.hashed_groups import HashedGroupsMixin, check_buckets
 
 
 class HashBucket(HashedGroupsMixin, InPlaceOp):

@@ -19,7 +19,7 @@ import pandas as pd
 
 from pipeline.errors import ConfigError
 
-from .base import ColumnSchema, InPlaceOp, Op, PartitionContext, column_list
+from ..base import ColumnSchema, InPlaceOp, Op, PartitionContext, column_list
 
 
 class Rename(Op):

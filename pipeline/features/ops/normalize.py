@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .backend import float_values
-from .base import ColumnSchema, InPlaceOp, NotFittedError, PartitionContext, column_list
-from .moments import Moments, require_numeric, require_values
+from ..backend import float_values
+from ..base import ColumnSchema, InPlaceOp, NotFittedError, PartitionContext, column_list
+from ..stats.moments import Moments
+from .shared.column_checks import require_numeric, require_values
 
 
 class Normalize(InPlaceOp):

@@ -16,7 +16,7 @@ import pandas as pd
 
 from pipeline.errors import ConfigError, DataError
 
-from .base import (
+from ..base import (
     ColumnSchema,
     NotFittedError,
     Op,
@@ -25,10 +25,10 @@ from .base import (
     columns_of,
     groups_param,
 )
-from .group_keys import group_keys, key_of, raw_values
-from .group_moments import GroupMoments
-from .keys import KeyKind, canonical, fitted_kinds
-from .moments import require_numeric
+from ..stats.group_keys import group_keys, key_of, raw_values
+from ..stats.group_moments import GroupMoments
+from ..stats.keys import KeyKind, canonical, fitted_kinds
+from .shared.column_checks import require_numeric
 
 STATS = ("count", "sum", "mean", "std")
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .backend import hash_values
+from ..backend import hash_values
 
 
 def seed_salt(seed: int) -> np.uint64:

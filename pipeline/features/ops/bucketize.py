@@ -14,9 +14,9 @@ import pandas as pd
 
 from pipeline.errors import ConfigError
 
-from .backend import float_values
-from .base import ColumnSchema, PartitionContext, column_list
-from .moments import NumericMapOp
+from ..backend import float_values
+from ..base import ColumnSchema, PartitionContext, column_list
+from .shared.numeric_map import NumericMapOp
 
 NULL_INDEX = 1
 FIRST_BUCKET = 2
