@@ -218,32 +218,12 @@ class Op(ABC):
         """How error messages name this op."""
         return repr(self)
 
-    # -- graph building (see ``graph.py``) ----------------------------------------------------
+    # -- graph building (``graph.py`` gives ops their ``>>`` and ``+``) -------------------------
 
     def with_columns(self, columns: Sequence[str | Sequence[str]]) -> Op:
         """A new, unfitted op with these parameters but reading ``columns`` (what ``>>`` does)."""
         cols = [c if isinstance(c, str) else list(c) for c in columns]
         return type(self)(**{**self.get_params(), "columns": cols})
-
-    def __rrshift__(self, other: Any) -> Any:
-        from .graph import as_node
-
-        return as_node(other) >> self
-
-    def __rshift__(self, other: Any) -> Any:
-        from .graph import as_node
-
-        return as_node(self) >> other
-
-    def __add__(self, other: Any) -> Any:
-        from .graph import as_node
-
-        return as_node(self) + other
-
-    def __radd__(self, other: Any) -> Any:
-        from .graph import as_node
-
-        return as_node(other) + self
 
     partial_state: bool = False
     """Set on a copy made by ``for_transform`` that holds only part of the fitted state."""
