@@ -39,8 +39,8 @@ import pandas as pd
 from distributed import Client, LocalCluster
 
 from pipeline.cluster import worker_malloc_settings
-from pipeline.config import CandidatesSpec, CategorifyOp, FilterSpec, RankerSpec, ReorderSpec
-from pipeline.features import Workflow
+from pipeline.config import CandidatesSpec, FilterSpec, RankerSpec, ReorderSpec
+from pipeline.features import Categorify, Workflow
 from pipeline.features.spec_ops import op_from_spec
 from pipeline.io import ITEM, TIME, USER
 from pipeline.recommend.batch import (
@@ -97,7 +97,7 @@ def write_partitioned(events: pd.DataFrame, out: Path, partitions: int) -> dd.Da
 
 def feature_workflow(history: pd.DataFrame, items: pd.DataFrame, out: Path) -> Workflow:
     """A small real feature workflow: the item's genre categorified."""
-    workflow = Workflow([op_from_spec(CategorifyOp(op="categorify", columns=["genre"]))])
+    workflow = Workflow([op_from_spec(Categorify.Spec(op="categorify", columns=["genre"]))])
     workflow.fit(dd.from_pandas(history.merge(items, on=ITEM), npartitions=2))
     workflow.save(out)
     return workflow

@@ -6,9 +6,14 @@
 ...               + TargetEncoding(["item_id"], target="relevant") + ["relevant"])
 >>> wf.fit(ddf).save("features/")          # doctest: +SKIP
 >>> Workflow.load("features/").transform(request_frame)   # doctest: +SKIP
+
+The ops live in ``ops/`` (one module each), the statistics they fit in ``stats/``, the engine
+that runs them here. Any op in ``ops/`` is importable from this package by its class name.
 """
 
-from .base import NotFittedError, Op
+from typing import Any
+
+from .base import NotFittedError, Op, op_types
 from .graph import Node, Selector, Tags, tag
 from .ops.bucketize import Bucketize
 from .ops.categorify import Categorify
@@ -57,3 +62,12 @@ __all__ = [
     "NormalizeMinMax",
     "UserFunction",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """An op of ``ops/`` not imported above, by its class name (an op added there needs no line
+    in this file)."""
+    for cls in op_types().values():
+        if cls.__name__ == name and cls.__module__.startswith(f"{__name__}.ops."):
+            return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

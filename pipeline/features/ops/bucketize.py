@@ -7,15 +7,17 @@ Categorical layout, as Categorify's: 0 = padding, 1 = null, then bucket ``2 + i`
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from pipeline.errors import ConfigError
 
 from ..backend import float_values
 from ..base import ColumnSchema, PartitionContext, column_list
+from ..op_spec import OpSpec
 from .shared.numeric_map import NumericMapOp
 
 NULL_INDEX = 1
@@ -26,6 +28,11 @@ class Bucketize(NumericMapOp):
     """``boundaries``: one increasing list for every column, or a dict of lists per column."""
 
     type_name = "Bucketize"
+
+    class Spec(OpSpec):
+        op: Literal["bucketize"]
+        columns: list[str] = Field(min_length=1)
+        boundaries: list[float] | dict[str, list[float]]
 
     def __init__(
         self,

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from pipeline.errors import ConfigError, DataError
 
 from ..base import ColumnSchema, InPlaceOp, NotFittedError, PartitionContext, column_list
+from ..op_spec import OpSpec
 from ..stats.keys import KeyKind, empty_keys, key_kind
 from ..stats.vocab import ValueCounts, Vocabulary
 from .shared.list_columns import element_dtype, flatten, rebuild, reject_python_lists
@@ -27,6 +29,14 @@ class Categorify(InPlaceOp):
     """
 
     type_name = "Categorify"
+
+    class Spec(OpSpec):
+        op: Literal["categorify"]
+        columns: list[str] = Field(min_length=1)
+        freq_threshold: int | dict[str, int] = Field(0, description="int, or one per column")
+        num_buckets: int = Field(1, ge=1)
+        max_size: int | dict[str, int] | None = Field(None, description="keep the top N values")
+        encode_type: Literal["separate", "joint"] = "separate"
 
     def __init__(
         self,

@@ -11,15 +11,17 @@ merges in the tree reduction and refits incrementally.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from pipeline.errors import ConfigError, DataError
 
 from ..backend import hash_values
 from ..base import ColumnSchema, NotFittedError, Op, PartitionContext, column_list, columns_of
+from ..op_spec import OpSpec
 from ..stats.group_keys import group_keys, key_of, raw_values
 from ..stats.group_moments import GroupMoments
 from ..stats.keys import KeyKind, canonical, fitted_kinds
@@ -33,6 +35,13 @@ class CategorifyCombo(Op):
 
     type_name = "CategorifyCombo"
     in_place = False
+
+    class Spec(OpSpec):
+        op: Literal["categorify_combo"]
+        columns: list[str] | list[list[str]] = Field(min_length=1)
+        freq_threshold: int = Field(0, ge=0)
+        num_buckets: int = Field(1, ge=1)
+        max_size: int | None = Field(None, ge=1)
 
     def __init__(
         self,

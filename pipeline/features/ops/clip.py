@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
+from pydantic import Field
 
 from pipeline.errors import ConfigError
 
 from ..base import ColumnSchema, PartitionContext, column_list
+from ..op_spec import OpSpec
 from .shared.numeric_map import NumericMapOp
 
 
@@ -20,6 +22,12 @@ class Clip(NumericMapOp):
     non-integer bound becomes float64 (decided from dtype and bounds alone: partitions agree)."""
 
     type_name = "Clip"
+
+    class Spec(OpSpec):
+        op: Literal["clip"]
+        columns: list[str] = Field(min_length=1)
+        min_value: float | None = None
+        max_value: float | None = None
 
     def __init__(
         self,

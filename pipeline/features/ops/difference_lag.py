@@ -10,15 +10,17 @@ gets NaN. Datetime timestamps give seconds.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
+from pydantic import Field
 
 from pipeline.errors import ConfigError, DataError
 
 from ..base import ColumnSchema, Op, PartitionContext
+from ..op_spec import OpSpec
 from ..stats.group_keys import group_keys
 from ..stats.keys import KeyKind, key_kind
 
@@ -28,6 +30,18 @@ class DifferenceLag(Op):
 
     type_name = "DifferenceLag"
     in_place = False
+
+    class Spec(OpSpec):
+        op: Literal["difference_lag"]
+        columns: list[str] = Field(min_length=1, max_length=1, description="the user column")
+        timestamp: str
+        shift: int = Field(1, ge=1)
+
+        def op_params(self) -> dict[str, Any]:
+            """The file names the user column as ``columns: [user]``: the op's ``partition_col``."""
+            params = super().op_params()
+            params["partition_col"] = params.pop("columns")[0]
+            return params
 
     def __init__(self, partition_col: str, timestamp: str, shift: int = 1) -> None:
         for name, v in (("partition_col", partition_col), ("timestamp", timestamp)):

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
+from pydantic import Field
 
 from pipeline.errors import ConfigError, DataError
 
 from ..base import ColumnSchema, InPlaceOp, NotFittedError, PartitionContext, column_list
+from ..op_spec import OpSpec
 from ..stats.keys import is_text_dtype
 from ..stats.moments import Moments
 from .shared.column_checks import require_numeric, require_values
@@ -26,6 +28,11 @@ class FillMissing(InPlaceOp):
 
     type_name = "FillMissing"
     fills_nulls = True
+
+    class Spec(OpSpec):
+        op: Literal["fill_missing"]
+        columns: list[str] = Field(min_length=1)
+        value: float | None = None
 
     def __init__(self, columns: str | Sequence[str], value: float | int | str | None = 0.0) -> None:
         self.columns = column_list(columns, "FillMissing")

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
+from pydantic import Field
 
 from pipeline.errors import ConfigError
 
 from ..backend import float_values
 from ..base import ColumnSchema, InPlaceOp, NotFittedError, PartitionContext, column_list
+from ..op_spec import OpSpec
 from ..stats.quantiles import DEFAULT_CAPACITY, QuantileSummary
 from .fill import fill_column
 from .shared.column_checks import require_numeric, require_values
@@ -28,6 +30,11 @@ class FillMedian(InPlaceOp):
 
     type_name = "FillMedian"
     fills_nulls = True
+
+    class Spec(OpSpec):
+        op: Literal["fill_median"]
+        columns: list[str] = Field(min_length=1)
+        capacity: int = Field(8192, ge=2, description="exact up to this many distinct values")
 
     def __init__(self, columns: str | Sequence[str], capacity: int = DEFAULT_CAPACITY) -> None:
         self.columns = column_list(columns, "FillMedian")

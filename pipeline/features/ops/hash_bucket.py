@@ -6,9 +6,12 @@ For ids too many or too new to keep a vocabulary of; layout and hashing in ``has
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
 
 from ..base import InPlaceOp, column_list
+from ..op_spec import OpSpec
 from ..stats.keys import KeyKind
 from .shared.hashed_groups import HashedGroupsMixin, check_buckets
 
@@ -17,6 +20,11 @@ class HashBucket(HashedGroupsMixin, InPlaceOp):
     """``2 + hash(value) % num_buckets``; nulls -> 1. Learns only each column's key kind."""
 
     type_name = "HashBucket"
+
+    class Spec(OpSpec):
+        op: Literal["hash_bucket"]
+        columns: list[str] = Field(min_length=1)
+        num_buckets: int = Field(ge=1)
 
     def __init__(self, columns: str | Sequence[str] | None, num_buckets: int) -> None:
         self.columns = column_list(columns, "HashBucket")

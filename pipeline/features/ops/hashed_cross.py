@@ -7,11 +7,14 @@ in ``hashing`` (a null in any column of the group -> 1).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
 
 from pipeline.errors import ConfigError
 
 from ..base import Op, column_list, columns_of
+from ..op_spec import OpSpec
 from ..stats.keys import KeyKind
 from .shared.hashed_groups import HashedGroupsMixin, check_buckets
 
@@ -21,6 +24,11 @@ class HashedCross(HashedGroupsMixin, Op):
 
     type_name = "HashedCross"
     in_place = False
+
+    class Spec(OpSpec):
+        op: Literal["hashed_cross"]
+        columns: list[str] | list[list[str]] = Field(min_length=1)
+        num_buckets: int = Field(ge=1)
 
     def __init__(
         self, columns: Sequence[str | Sequence[str]] | None, num_buckets: int

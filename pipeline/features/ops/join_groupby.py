@@ -9,10 +9,11 @@ it fits in the workflow's tree reduction and refits incrementally. Unseen or nul
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from pipeline.errors import ConfigError, DataError
 
@@ -25,6 +26,7 @@ from ..base import (
     columns_of,
     groups_param,
 )
+from ..op_spec import OpSpec
 from ..stats.group_keys import group_keys, key_of, raw_values
 from ..stats.group_moments import GroupMoments
 from ..stats.keys import KeyKind, canonical, fitted_kinds
@@ -38,6 +40,12 @@ class JoinGroupby(Op):
 
     type_name = "JoinGroupby"
     in_place = False
+
+    class Spec(OpSpec):
+        op: Literal["join_groupby"]
+        columns: list[str | list[str]] = Field(min_length=1)
+        cont_cols: list[str] = Field(default_factory=list)
+        stats: list[Literal["count", "sum", "mean", "std"]] = Field(["count"], min_length=1)
 
     def __init__(
         self,

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from ..backend import float_values
 from ..base import ColumnSchema, PartitionContext, column_list
+from ..op_spec import OpSpec
 from .shared.numeric_map import NumericMapOp
 
 
@@ -17,6 +19,10 @@ class LogOp(NumericMapOp):
     """``log(1 + x)`` as float32; nulls stay NaN, values below -1 give NaN (as numpy's log1p)."""
 
     type_name = "LogOp"
+
+    class Spec(OpSpec):
+        op: Literal["log"]
+        columns: list[str] = Field(min_length=1)
 
     def __init__(self, columns: str | Sequence[str] | None) -> None:
         self.columns = column_list(columns, "LogOp")

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from ..backend import float_values
 from ..base import ColumnSchema, InPlaceOp, NotFittedError, PartitionContext, column_list
+from ..op_spec import OpSpec
 from .shared.column_checks import require_numeric, require_values
 
 
@@ -56,6 +58,10 @@ class NormalizeMinMax(InPlaceOp):
     Serving values outside the fitted range fall outside [0, 1] (add a Clip if that matters)."""
 
     type_name = "NormalizeMinMax"
+
+    class Spec(OpSpec):
+        op: Literal["normalize_minmax"]
+        columns: list[str] = Field(min_length=1)
 
     def __init__(self, columns: str | Sequence[str] | None) -> None:
         self.columns = column_list(columns, "NormalizeMinMax")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from ..backend import float_values
 from ..base import ColumnSchema, InPlaceOp, NotFittedError, PartitionContext, column_list
+from ..op_spec import OpSpec
 from ..stats.moments import Moments
 from .shared.column_checks import require_numeric, require_values
 
@@ -19,6 +21,10 @@ class Normalize(InPlaceOp):
 
     type_name = "Normalize"
     absorbs_fills = True
+
+    class Spec(OpSpec):
+        op: Literal["normalize"]
+        columns: list[str] = Field(min_length=1)
 
     def __init__(self, columns: str | Sequence[str]) -> None:
         self.columns = column_list(columns, "Normalize")

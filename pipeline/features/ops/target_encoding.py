@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
+from pydantic import Field
 
 from pipeline.errors import ConfigError, DataError
 
@@ -21,6 +22,7 @@ from ..base import (
     columns_of,
     groups_param,
 )
+from ..op_spec import OpSpec
 from ..stats.folds import fold_ids, row_fold_hash
 from ..stats.group_keys import GroupKeys, group_keys
 from ..stats.keys import KeyKind, fitted_kinds
@@ -43,6 +45,14 @@ class TargetEncoding(Op):
 
     type_name = "TargetEncoding"
     in_place = False
+
+    class Spec(OpSpec):
+        op: Literal["target_encoding"]
+        columns: list[str | list[str]] = Field(min_length=1)
+        target: str | list[str]
+        p_smooth: float = Field(20.0, ge=0)
+        kfold: int = Field(5, ge=1)
+        seed: int = 0
 
     def __init__(
         self,

@@ -13,14 +13,16 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from pipeline.errors import ConfigError, DataError
 
 from ..base import ColumnSchema, Op, PartitionContext, column_list
+from ..op_spec import OpSpec
 
 _PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
@@ -47,6 +49,13 @@ class UserFunction(Op):
     """Outputs replace the input columns when ``outputs`` is None (or equals ``columns``)."""
 
     type_name = "UserFunction"
+
+    class Spec(OpSpec):
+        op: Literal["user_function"]
+        columns: list[str] = Field(min_length=1)
+        function: str = Field(description="import path 'package.module:function'")
+        outputs: list[str] | None = None
+        tags: list[str] = Field(default_factory=list)
 
     def __init__(
         self,
