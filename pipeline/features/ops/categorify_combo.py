@@ -20,21 +20,22 @@ from pydantic import Field
 from pipeline.errors import ConfigError, DataError
 
 from ..backend import hash_values
-from ..base import ColumnSchema, NotFittedError, Op, PartitionContext, column_list, columns_of
+from ..base import ColumnSchema, NotFittedError, PartitionContext
 from ..op_spec import OpSpec
-from ..stats.group_keys import group_keys, key_of, raw_values
-from ..stats.group_moments import GroupMoments
-from ..stats.keys import KeyKind, canonical, fitted_kinds
+from ..stats.group_keys import group_keys
+from ..stats.group_moments import GroupMoments, saved_keys
+from ..stats.keys import KeyKind
+from .shared.column_groups import ColumnComboOp
 
 NULL_INDEX = 1
 FIRST_BUCKET = 2
 
 
-class CategorifyCombo(Op):
+class CategorifyCombo(ColumnComboOp):
     """One int64 output column per group of two or more columns."""
 
     type_name = "CategorifyCombo"
-    in_place = False
+    separator = "_"
 
     class Spec(OpSpec):
         op: Literal["categorify_combo"]
@@ -50,10 +51,7 @@ class CategorifyCombo(Op):
         num_buckets: int = 1,
         max_size: int | None = None,
     ) -> None:
-        groups = list(columns or [])
-        if groups and all(isinstance(c, str) for c in groups):
-            groups = [groups]  # a flat list is one group
-        self.groups = tuple(column_list(g, "CategorifyCombo") for g in groups)
+        self.groups = self.groups_of(columns, "CategorifyCombo")
         if any(len(g) < 2 for g in self.groups):
             raise ConfigError("CategorifyCombo: each group needs two or more columns")
         for name, v, low in (("freq_threshold", freq_threshold, 0), ("num_buckets", num_buckets, 1),
@@ -69,31 +67,13 @@ class CategorifyCombo(Op):
         self.stats_: dict[str, GroupMoments] | None = None
         self.codes_: dict[str, np.ndarray] | None = None
 
-    @staticmethod
-    def output_name(group: Sequence[str]) -> str:
-        return "_".join(group)
-
     def get_params(self) -> dict[str, Any]:
-        return {"columns": [list(g) for g in self.groups], "freq_threshold": self.freq_threshold,
+        return {**super().get_params(), "freq_threshold": self.freq_threshold,
                 "num_buckets": self.num_buckets, "max_size": self.max_size}
-
-    @property
-    def input_columns(self) -> tuple[str, ...]:
-        return columns_of(self.groups)
-
-    @property
-    def output_columns(self) -> tuple[str, ...]:
-        return tuple(self.output_name(g) for g in self.groups)
 
     @property
     def fitted(self) -> bool:
         return self.codes_ is not None
-
-    def prepare(self, dtypes: Mapping[str, Any]) -> None:
-        self.kinds_ = fitted_kinds(dtypes, self.input_columns, self._where())
-
-    def _kinds(self, g: Sequence[str]) -> list[KeyKind]:
-        return [self.kinds_[c] for c in g]
 
     def partition_stats(self, frame: pd.DataFrame, ctx: PartitionContext) -> dict[str, Any]:
         return {self.output_name(g): GroupMoments.from_partition(
@@ -171,14 +151,10 @@ class CategorifyCombo(Op):
         for g in self.groups:
             name, t = self.output_name(g), tables[self.output_name(g)]
             kinds = self._kinds(g)
-            values = tuple(raw_values(canonical(t[c], k, self._where())[1], k)
-                           for c, k in zip(g, kinds, strict=True))
-            key = key_of(values, kinds) if len(t) else np.zeros(0, np.uint64)
-            order = np.argsort(key, kind="stable")
+            key, values, order = saved_keys(t, g, kinds, self._where())
             n = len(t)
             stats[name] = GroupMoments(
-                tuple(kinds), key[order], tuple(v[order] for v in values),
-                t["count"].to_numpy(np.int64)[order], np.zeros((n, 0), np.int64),
-                np.zeros((n, 0)), np.zeros((n, 0)))
+                tuple(kinds), key, values, t["count"].to_numpy(np.int64)[order],
+                np.zeros((n, 0), np.int64), np.zeros((n, 0)), np.zeros((n, 0)))
             codes[name] = t["index"].to_numpy(np.int64)[order]
         self.stats_, self.codes_ = stats, codes

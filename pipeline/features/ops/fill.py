@@ -12,14 +12,15 @@ from pydantic import Field
 
 from pipeline.errors import ConfigError, DataError
 
-from ..base import ColumnSchema, InPlaceOp, NotFittedError, PartitionContext, column_list
+from ..base import ColumnSchema, PartitionContext, column_list
 from ..op_spec import OpSpec
 from ..stats.keys import is_text_dtype
 from ..stats.moments import Moments
-from .shared.column_checks import require_numeric, require_values
+from .shared.column_checks import require_numeric
+from .shared.column_stats import ColumnStatsOp
 
 
-class FillMissing(InPlaceOp):
+class FillMissing(ColumnStatsOp):
     """Fill nulls in place. ``value=None`` learns the mean of each column (numeric only).
 
     The column keeps its dtype, except an integer column filled with a non-integer mean, which
@@ -28,6 +29,8 @@ class FillMissing(InPlaceOp):
 
     type_name = "FillMissing"
     fills_nulls = True
+    statistic = Moments
+    table_name = "moments"
 
     class Spec(OpSpec):
         op: Literal["fill_missing"]
@@ -45,10 +48,15 @@ class FillMissing(InPlaceOp):
         if isinstance(value, float) and not np.isfinite(value):
             raise ConfigError(f"FillMissing: value must be finite, got {value!r}")
         self.value = value
-        self.means_: Moments | None = None
+        self.stats_: Moments | None = None
 
     def get_params(self) -> dict[str, Any]:
         return {"columns": list(self.columns), "value": self.value}
+
+    @property
+    def means_(self) -> Moments | None:
+        """The fitted moments (``stats_``), whose means fill the nulls when ``value`` is None."""
+        return self.stats_
 
     @property
     def stateful(self) -> bool:
@@ -56,7 +64,7 @@ class FillMissing(InPlaceOp):
 
     @property
     def fitted(self) -> bool:
-        return self.value is not None or self.means_ is not None
+        return self.value is not None or self.stats_ is not None
 
     def prepare(self, dtypes: Mapping[str, Any]) -> None:
         if self.value is None or isinstance(self.value, int | float):
@@ -69,28 +77,11 @@ class FillMissing(InPlaceOp):
                         "value needs a string column"
                     )
 
-    def partition_stats(self, frame: pd.DataFrame, ctx: PartitionContext) -> Moments:
-        return Moments.from_partition(frame, self.columns)
-
-    def merge_stats(self, a: Moments, b: Moments) -> Moments:
-        return Moments.merge(a, b)
-
-    def finish_fit(self, stats: Moments) -> None:
-        require_values(stats.count, self.columns, self._where())
-        self.means_ = stats
-
-    @property
-    def stats_(self) -> Moments | None:
-        """The merged statistics (what an incremental refit merges new partitions into)."""
-        return self.means_
-
     def fill_values(self) -> dict[str, float | int | str]:
         """The value each column's nulls become."""
         if self.value is not None:
             return dict.fromkeys(self.columns, self.value)
-        if self.means_ is None:
-            raise NotFittedError(f"{self._where()} is not fitted; call Workflow.fit first")
-        return {c: float(m) for c, m in zip(self.columns, self.means_.mean, strict=True)}
+        return {c: float(m) for c, m in zip(self.columns, self._fitted_stats().mean, strict=True)}
 
     def transform(self, frame: pd.DataFrame, ctx: PartitionContext) -> dict[str, Any]:
         return {c: fill_column(frame[c], value) for c, value in self.fill_values().items()}
@@ -101,13 +92,11 @@ class FillMissing(InPlaceOp):
     def save_state(self) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
         if self.value is not None:
             return {}, {}
-        if self.means_ is None:
-            raise NotFittedError(f"{self._where()} is not fitted")
-        return {}, {"moments": self.means_.table()}
+        return super().save_state()
 
     def load_state(self, state: Mapping[str, Any], tables: Mapping[str, pd.DataFrame]) -> None:
         if self.value is None:
-            self.means_ = Moments.from_table(tables["moments"], self.columns)
+            super().load_state(state, tables)
 
 
 def fill_column(series: pd.Series, value: float | int | str) -> Any:

@@ -1,7 +1,7 @@
 """HashedCross: a feature cross of a column group hashed into ``num_buckets``, as a new column.
 
 ``HashedCross([["user_id", "item_id"]], 1000)`` adds ``user_id_X_item_id``; layout and hashing
-in ``hashing`` (a null in any column of the group -> 1).
+in ``stats.hashing`` (a null in any column of the group -> 1).
 """
 
 from __future__ import annotations
@@ -13,17 +13,17 @@ from pydantic import Field
 
 from pipeline.errors import ConfigError
 
-from ..base import Op, column_list, columns_of
 from ..op_spec import OpSpec
 from ..stats.keys import KeyKind
+from .shared.column_groups import ColumnComboOp
 from .shared.hashed_groups import HashedGroupsMixin, check_buckets
 
 
-class HashedCross(HashedGroupsMixin, Op):
+class HashedCross(HashedGroupsMixin, ColumnComboOp):
     """One int64 output column per group of two or more columns."""
 
     type_name = "HashedCross"
-    in_place = False
+    separator = "_X_"
 
     class Spec(OpSpec):
         op: Literal["hashed_cross"]
@@ -33,30 +33,15 @@ class HashedCross(HashedGroupsMixin, Op):
     def __init__(
         self, columns: Sequence[str | Sequence[str]] | None, num_buckets: int
     ) -> None:
-        groups = columns or []
-        if groups and all(isinstance(c, str) for c in groups):
-            groups = [groups]  # a flat list is one group
-        self.groups = tuple(column_list(g, "HashedCross") for g in groups)
+        self.groups = self.groups_of(columns, "HashedCross")
         short = [list(g) for g in self.groups if len(g) < 2]
         if short:
             raise ConfigError(f"HashedCross: a cross needs two or more columns, got {short!r}")
         self.num_buckets = check_buckets(num_buckets, "HashedCross")
         self.kinds_: dict[str, KeyKind] = {}
 
-    @staticmethod
-    def output_name(group: Sequence[str]) -> str:
-        return "_X_".join(group)
-
     def get_params(self) -> dict[str, Any]:
-        return {"columns": [list(g) for g in self.groups], "num_buckets": self.num_buckets}
-
-    @property
-    def input_columns(self) -> tuple[str, ...]:
-        return columns_of(self.groups)
-
-    @property
-    def output_columns(self) -> tuple[str, ...]:
-        return tuple(self.output_name(g) for g in self.groups)
+        return {**super().get_params(), "num_buckets": self.num_buckets}
 
     def hashed_groups(self) -> list[tuple[str, tuple[str, ...]]]:
         return [(self.output_name(g), g) for g in self.groups]

@@ -17,29 +17,21 @@ from pydantic import Field
 
 from pipeline.errors import ConfigError, DataError
 
-from ..base import (
-    ColumnSchema,
-    NotFittedError,
-    Op,
-    PartitionContext,
-    column_list,
-    columns_of,
-    groups_param,
-)
+from ..base import ColumnSchema, NotFittedError, PartitionContext, groups_param
 from ..op_spec import OpSpec
-from ..stats.group_keys import group_keys, key_of, raw_values
-from ..stats.group_moments import GroupMoments
-from ..stats.keys import KeyKind, canonical, fitted_kinds
+from ..stats.group_keys import group_keys
+from ..stats.group_moments import GroupMoments, saved_keys
+from ..stats.keys import KeyKind
 from .shared.column_checks import require_numeric
+from .shared.column_groups import GroupStatsOp
 
 STATS = ("count", "sum", "mean", "std")
 
 
-class JoinGroupby(Op):
+class JoinGroupby(GroupStatsOp):
     """Group by each of ``columns`` (a name or a list of names per group)."""
 
     type_name = "JoinGroupby"
-    in_place = False
 
     class Spec(OpSpec):
         op: Literal["join_groupby"]
@@ -53,9 +45,7 @@ class JoinGroupby(Op):
         cont_cols: Sequence[str] = (),
         stats: Sequence[str] = ("count",),
     ) -> None:
-        if isinstance(columns, str):
-            columns = [columns]
-        self.groups = tuple(column_list(g, "JoinGroupby") for g in columns or ())
+        self.groups = self.groups_of(columns, "JoinGroupby")
         self.cont_cols = tuple(cont_cols)
         if isinstance(stats, str):
             stats = [stats]
@@ -87,28 +77,16 @@ class JoinGroupby(Op):
                 "cont_cols": list(self.cont_cols), "stats": list(self.stats)}
 
     @property
-    def required_columns(self) -> tuple[str, ...]:
-        return columns_of(self.groups)
-
-    @property
-    def input_columns(self) -> tuple[str, ...]:
-        return (*self.required_columns, *self.cont_cols)
+    def value_columns(self) -> tuple[str, ...]:
+        return self.cont_cols
 
     @property
     def output_columns(self) -> tuple[str, ...]:
         return tuple(name for g in self.groups for name, _, _ in self._names(g))
 
-    @property
-    def fitted(self) -> bool:
-        return self.stats_ is not None
-
     def prepare(self, dtypes: Mapping[str, Any]) -> None:
-        where = self._where()
-        self.kinds_ = fitted_kinds(dtypes, self.required_columns, where)
-        require_numeric(dtypes, self.cont_cols, where)
-
-    def _kinds(self, group: Sequence[str]) -> list[KeyKind]:
-        return [self.kinds_[c] for c in group]
+        super().prepare(dtypes)
+        require_numeric(dtypes, self.cont_cols, self._where())
 
     def partition_stats(
         self, frame: pd.DataFrame, ctx: PartitionContext
@@ -138,11 +116,10 @@ class JoinGroupby(Op):
         self.stats_ = dict(stats)
 
     def transform(self, frame: pd.DataFrame, ctx: PartitionContext) -> dict[str, Any]:
-        if self.stats_ is None:
-            raise NotFittedError(f"{self._where()} is not fitted; call Workflow.fit first")
+        stats = self._fitted_stats()
         out: dict[str, Any] = {}
         for g in self.groups:
-            st = self.stats_[self.group_name(g)]
+            st = stats[self.group_name(g)]
             gk = group_keys(frame, g, self._kinds(g), self._where())
             pos = np.full(len(frame), -1, dtype=np.int64)
             pos[gk.ok] = st.lookup(gk.key, gk.values)
@@ -182,10 +159,7 @@ class JoinGroupby(Op):
         for g in self.groups:
             t = tables[self.group_name(g)]
             kinds = self._kinds(g)
-            values = tuple(raw_values(canonical(t[c], k, self._where())[1], k)
-                           for c, k in zip(g, kinds, strict=True))
-            key = key_of(values, kinds) if len(t) else np.zeros(0, np.uint64)
-            order = np.argsort(key, kind="stable")
+            key, values, order = saved_keys(t, g, kinds, self._where())
 
             def col(suffix: str, dtype: Any, order: np.ndarray = order, t: pd.DataFrame = t) -> Any:
                 return np.column_stack(
@@ -193,7 +167,7 @@ class JoinGroupby(Op):
                 )[order] if self.cont_cols else np.zeros((len(t), 0), dtype)
 
             stats[self.group_name(g)] = GroupMoments(
-                tuple(kinds), key[order], tuple(v[order] for v in values),
-                t["__rows__"].to_numpy(np.int64)[order], col("count", np.int64),
+                tuple(kinds), key, values, t["__rows__"].to_numpy(np.int64)[order],
+                col("count", np.int64),
                 col("mean", np.float64), col("m2", np.float64))
         self.stats_ = stats

@@ -13,24 +13,17 @@ from pydantic import Field
 
 from pipeline.errors import ConfigError, DataError
 
-from ..base import (
-    ColumnSchema,
-    NotFittedError,
-    Op,
-    PartitionContext,
-    column_list,
-    columns_of,
-    groups_param,
-)
+from ..base import ColumnSchema, PartitionContext, groups_param
 from ..op_spec import OpSpec
 from ..stats.folds import fold_ids, row_fold_hash
 from ..stats.group_keys import GroupKeys, group_keys
-from ..stats.keys import KeyKind, fitted_kinds
+from ..stats.keys import KeyKind
 from ..stats.te_stats import KeyRanges, TargetStats
 from ..stats.te_table import MAX_FOLDS, EncodingTable
+from .shared.column_groups import GroupStatsOp
 
 
-class TargetEncoding(Op):
+class TargetEncoding(GroupStatsOp):
     """Add ``TE_<cols>_<target>`` for each group of ``columns`` and each target.
 
     ``columns`` lists groups: a name is a one-column group, a list of names is a multi-column
@@ -44,7 +37,6 @@ class TargetEncoding(Op):
     """
 
     type_name = "TargetEncoding"
-    in_place = False
 
     class Spec(OpSpec):
         op: Literal["target_encoding"]
@@ -66,8 +58,7 @@ class TargetEncoding(Op):
             columns = [columns]
         if columns is not None and (not isinstance(columns, Sequence) or not columns):
             raise ConfigError(f"TargetEncoding: columns must be a non-empty list, got {columns!r}")
-        # None: not bound yet, a graph gives the groups (``cols >> TargetEncoding(None, ...)``).
-        self.groups = tuple(column_list(g, "TargetEncoding") for g in columns or ())
+        self.groups = self.groups_of(columns, "TargetEncoding")
         self.targets = _targets(target)
         for g in self.groups:
             both = sorted(set(g) & set(self.targets))
@@ -112,24 +103,16 @@ class TargetEncoding(Op):
         }
 
     @property
-    def required_columns(self) -> tuple[str, ...]:
-        return columns_of(self.groups)
-
-    @property
-    def input_columns(self) -> tuple[str, ...]:
-        return (*self.required_columns, *self.targets)
+    def value_columns(self) -> tuple[str, ...]:
+        return self.targets
 
     @property
     def output_columns(self) -> tuple[str, ...]:
         return tuple(name for name, _, _ in self._outputs())
 
-    @property
-    def fitted(self) -> bool:
-        return self.stats_ is not None
-
     def prepare(self, dtypes: Mapping[str, Any]) -> None:
+        super().prepare(dtypes)
         where = self._where()
-        self.kinds_ = fitted_kinds(dtypes, self.required_columns, where)
         for t in self.targets:
             dtype = dtypes[t]
             if not ptypes.is_numeric_dtype(dtype) or ptypes.is_complex_dtype(dtype):
@@ -144,8 +127,7 @@ class TargetEncoding(Op):
         return fold_ids(row_fold_hash(frame, self.required_columns), self.seed, self.kfold)
 
     def _keys(self, frame: pd.DataFrame, group: tuple[str, ...]) -> GroupKeys:
-        return group_keys(frame, group, [self.kinds_[c] for c in group], self._where(),
-                          pack_pairs=True)
+        return group_keys(frame, group, self._kinds(group), self._where(), pack_pairs=True)
 
     def partition_stats(self, frame: pd.DataFrame, ctx: PartitionContext) -> dict[str, TargetStats]:
         folds = self._folds(frame, ctx)
@@ -154,11 +136,10 @@ class TargetEncoding(Op):
         stats = {}
         for g in self.groups:
             gk = self._keys(frame, g)
-            kinds = [self.kinds_[c] for c in g]
             for t in self.targets:
                 stats[self.output_name(g, t)] = TargetStats.from_keys(
-                    gk.key, gk.values, gk.ok, ys[t], folds, n_folds, g, kinds, self._where(),
-                    packed=gk.packed,
+                    gk.key, gk.values, gk.ok, ys[t], folds, n_folds, g, self._kinds(g),
+                    self._where(), packed=gk.packed,
                 )
         return stats
 
@@ -198,11 +179,6 @@ class TargetEncoding(Op):
                 )
         self.stats_ = dict(stats)
         self._tables = {}
-
-    def _fitted_stats(self) -> dict[str, TargetStats | KeyRanges]:
-        if self.stats_ is None:
-            raise NotFittedError(f"{self._where()} is not fitted; call Workflow.fit first")
-        return self.stats_
 
     def _stats(self) -> dict[str, TargetStats]:
         """The fitted statistics, each whole (key ranges left by a distributed fit joined)."""

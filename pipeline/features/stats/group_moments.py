@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from ..backend import float_values
-from .group_keys import check_collisions, group_keys, is_exact
-from .keys import KeyKind
+from .group_keys import check_collisions, group_keys, is_exact, key_of, raw_values
+from .keys import KeyKind, canonical
 from .runs import run_starts
 
 
@@ -109,3 +109,16 @@ class GroupMoments:
             for mine, theirs in zip(self.values, values, strict=True):
                 found &= mine[pos] == theirs
         return np.where(found, pos, -1)
+
+
+def saved_keys(
+    table: pd.DataFrame, keys: Sequence[str], kinds: Sequence[KeyKind], where: str
+) -> tuple[np.ndarray, tuple[np.ndarray, ...], np.ndarray]:
+    """A saved table of one row per key (its group values in columns ``keys``): the keys in
+    ascending order, their values, and the order of the table's rows that sorts its other
+    columns alike."""
+    values = tuple(raw_values(canonical(table[c], k, where)[1], k)
+                   for c, k in zip(keys, kinds, strict=True))
+    key = key_of(values, kinds) if len(table) else np.zeros(0, np.uint64)
+    order = np.argsort(key, kind="stable")
+    return key[order], tuple(v[order] for v in values), order
