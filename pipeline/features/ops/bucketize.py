@@ -25,7 +25,12 @@ FIRST_BUCKET = 2
 
 
 class Bucketize(NumericMapOp):
-    """``boundaries``: one increasing list for every column, or a dict of lists per column."""
+    """``boundaries``: one increasing list for every column, or a dict of lists per column.
+
+    >>> frame = pd.DataFrame({"age": [15, 25, 70, None]})
+    >>> Workflow(["age"] >> Bucketize(None, [18, 65])).fit(frame).transform(frame)["age"].tolist()
+    [2, 3, 4, 1]
+    """
 
     type_name = "Bucketize"
 

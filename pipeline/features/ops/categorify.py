@@ -26,6 +26,15 @@ class Categorify(InPlaceOp):
     into one of ``num_buckets`` out-of-vocabulary buckets. ``encode_type="joint"`` gives all
     columns one shared vocabulary (counts summed over the columns), so equal values get equal
     indices in every column (e.g. ``item_id`` and ``last_item_id``).
+
+    >>> frame = pd.DataFrame({"user_id": [7, 7, 9, None], "item_id": ["a", "b", "a", "a"]})
+    >>> cats = ["user_id", "item_id"] >> Categorify(None, freq_threshold=2)
+    >>> Workflow(cats).fit(frame).transform(frame)  # 9 and "b" are rare: OOV bucket 2; null: 1
+       user_id  item_id
+    0        3        3
+    1        3        2
+    2        2        3
+    3        1        3
     """
 
     type_name = "Categorify"

@@ -32,7 +32,15 @@ FIRST_BUCKET = 2
 
 
 class CategorifyCombo(ColumnComboOp):
-    """One int64 output column per group of two or more columns."""
+    """One int64 output column per group of two or more columns.
+
+    >>> frame = pd.DataFrame({"user_id": [1, 1, 2], "item_id": ["a", "a", "b"]})
+    >>> Workflow(CategorifyCombo([["user_id", "item_id"]])).fit(frame).transform(frame)
+       user_id item_id  user_id_item_id
+    0        1       a                3
+    1        1       a                3
+    2        2       b                4
+    """
 
     type_name = "CategorifyCombo"
     separator = "_"

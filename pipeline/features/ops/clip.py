@@ -19,7 +19,13 @@ from .shared.numeric_map import NumericMapOp
 
 class Clip(NumericMapOp):
     """Clip values; nulls stay null. The dtype is kept, except that an integer column with a
-    non-integer bound becomes float64 (decided from dtype and bounds alone: partitions agree)."""
+    non-integer bound becomes float64 (decided from dtype and bounds alone: partitions agree).
+
+    >>> frame = pd.DataFrame({"price": [-5.0, 10.0, 1e9]})
+    >>> bounded = ["price"] >> Clip(None, min_value=0, max_value=1000)
+    >>> Workflow(bounded).fit(frame).transform(frame)["price"].tolist()
+    [0.0, 10.0, 1000.0]
+    """
 
     type_name = "Clip"
 

@@ -26,7 +26,12 @@ from ..stats.keys import KeyKind, key_kind
 
 
 class DifferenceLag(Op):
-    """Adds ``<timestamp>_lag_<shift>``: ``t - t(previous ``shift``-th event of the user)``."""
+    """Adds ``<timestamp>_lag_<shift>``: ``t - t(previous ``shift``-th event of the user)``.
+
+    >>> frame = pd.DataFrame({"user_id": [1, 1, 2, 1], "ts": [100, 160, 50, 400]})
+    >>> Workflow(DifferenceLag("user_id", "ts")).fit(frame).transform(frame)["ts_lag_1"].tolist()
+    [nan, 60.0, nan, 240.0]
+    """
 
     type_name = "DifferenceLag"
     in_place = False

@@ -25,6 +25,11 @@ class FillMissing(ColumnStatsOp):
 
     The column keeps its dtype, except an integer column filled with a non-integer mean, which
     becomes float64 (deterministically, from the dtype alone, so partitions agree).
+
+    >>> frame = pd.DataFrame({"price": [1.0, None, 5.0]})
+    >>> mean_filled = ["price"] >> FillMissing(None, value=None)  # the default fills 0.0
+    >>> Workflow(mean_filled).fit(frame).transform(frame)["price"].tolist()
+    [1.0, 3.0, 5.0]
     """
 
     type_name = "FillMissing"

@@ -26,6 +26,10 @@ class FillMedian(InPlaceOp):
     reduction. The median is exact (pandas' ``median``) while the merged summary is exact, and
     otherwise a value whose rank is within ``rank_error`` rows (saved with the state, at most a
     few ``n / capacity``) of the middle. Dtypes follow ``FillMissing``.
+
+    >>> frame = pd.DataFrame({"age": [20.0, None, 30.0, 90.0]})
+    >>> Workflow(["age"] >> FillMedian(None)).fit(frame).transform(frame)["age"].tolist()
+    [20.0, 30.0, 30.0, 90.0]
     """
 
     type_name = "FillMedian"

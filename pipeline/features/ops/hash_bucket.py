@@ -17,7 +17,13 @@ from .shared.hashed_groups import HashedGroupsMixin, check_buckets
 
 
 class HashBucket(HashedGroupsMixin, InPlaceOp):
-    """``2 + hash(value) % num_buckets``; nulls -> 1. Learns only each column's key kind."""
+    """``2 + hash(value) % num_buckets``; nulls -> 1. Learns only each column's key kind.
+
+    >>> frame = pd.DataFrame({"session": ["s1", "s2", None]})
+    >>> hashed = ["session"] >> HashBucket(None, num_buckets=10)
+    >>> Workflow(hashed).fit(frame).transform(frame)["session"].tolist()  # null: 1
+    [11, 4, 1]
+    """
 
     type_name = "HashBucket"
 

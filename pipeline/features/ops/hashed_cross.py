@@ -20,7 +20,13 @@ from .shared.hashed_groups import HashedGroupsMixin, check_buckets
 
 
 class HashedCross(HashedGroupsMixin, ColumnComboOp):
-    """One int64 output column per group of two or more columns."""
+    """One int64 output column per group of two or more columns.
+
+    >>> frame = pd.DataFrame({"user_id": [1, 1, 2], "item_id": [5, 6, None]})
+    >>> cross = HashedCross([["user_id", "item_id"]], num_buckets=100)
+    >>> Workflow(cross).fit(frame).transform(frame)["user_id_X_item_id"].tolist()  # null: 1
+    [95, 93, 1]
+    """
 
     type_name = "HashedCross"
     separator = "_X_"

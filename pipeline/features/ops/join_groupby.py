@@ -29,7 +29,16 @@ STATS = ("count", "sum", "mean", "std")
 
 
 class JoinGroupby(GroupStatsOp):
-    """Group by each of ``columns`` (a name or a list of names per group)."""
+    """Group by each of ``columns`` (a name or a list of names per group).
+
+    >>> frame = pd.DataFrame({"user_id": [1, 1, 2], "price": [10.0, 20.0, 5.0]})
+    >>> per_user = JoinGroupby(["user_id"], cont_cols=["price"], stats=["count", "mean"])
+    >>> Workflow(per_user).fit(frame).transform(frame)
+       user_id  price  user_id_count  user_id_price_mean
+    0        1   10.0              2                15.0
+    1        1   20.0              2                15.0
+    2        2    5.0              1                 5.0
+    """
 
     type_name = "JoinGroupby"
 

@@ -16,7 +16,12 @@ from .shared.numeric_map import NumericMapOp
 
 
 class LogOp(NumericMapOp):
-    """``log(1 + x)`` as float32; nulls stay NaN, values below -1 give NaN (as numpy's log1p)."""
+    """``log(1 + x)`` as float32; nulls stay NaN, values below -1 give NaN (as numpy's log1p).
+
+    >>> frame = pd.DataFrame({"views": [0, 9, 99]})
+    >>> Workflow(["views"] >> LogOp(None)).fit(frame).transform(frame)["views"].tolist()
+    [0.0, 2.30258..., 4.60517...]
+    """
 
     type_name = "LogOp"
 

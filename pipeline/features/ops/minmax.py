@@ -18,7 +18,12 @@ from .shared.column_stats import ColumnStatsOp
 
 class NormalizeMinMax(ColumnStatsOp):
     """``(x - min) / (max - min)`` as float32; a constant column maps to 0, nulls stay NaN.
-    Serving values outside the fitted range fall outside [0, 1] (add a Clip if that matters)."""
+    Serving values outside the fitted range fall outside [0, 1] (add a Clip if that matters).
+
+    >>> frame = pd.DataFrame({"age": [20, 30, 60]})
+    >>> Workflow(["age"] >> NormalizeMinMax(None)).fit(frame).transform(frame)["age"].tolist()
+    [0.0, 0.25, 1.0]
+    """
 
     type_name = "NormalizeMinMax"
     statistic = Extremes

@@ -17,7 +17,12 @@ from .shared.column_stats import ColumnStatsOp
 
 
 class Normalize(ColumnStatsOp):
-    """``(x - mean) / std`` with the population std; a constant column maps to 0."""
+    """``(x - mean) / std`` with the population std; a constant column maps to 0.
+
+    >>> frame = pd.DataFrame({"price": [1.0, 2.0, 3.0, None]})
+    >>> Workflow(["price"] >> Normalize(None)).fit(frame).transform(frame)["price"].tolist()
+    [-1.22474..., 0.0, 1.22474..., nan]
+    """
 
     type_name = "Normalize"
     absorbs_fills = True

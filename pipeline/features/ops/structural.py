@@ -23,7 +23,13 @@ from ..base import ColumnSchema, InPlaceOp, Op, PartitionContext, column_list
 
 
 class Rename(Op):
-    """Copy columns to new names: ``mapping={"old": "new"}`` or ``postfix="_raw"``."""
+    """Copy columns to new names: ``mapping={"old": "new"}`` or ``postfix="_raw"``.
+
+    >>> frame = pd.DataFrame({"price": [1.0, 2.0]})
+    >>> raw = ["price"] >> Rename(None, postfix="_raw")  # or mapping={"price": "raw_price"}
+    >>> Workflow(raw + ["price"]).fit(frame).transform(frame).columns.tolist()
+    ['price_raw', 'price']
+    """
 
     type_name = "Rename"
     in_place = False
@@ -81,7 +87,13 @@ class Rename(Op):
 
 
 class AddTags(InPlaceOp):
-    """Tag columns in the output schema (values unchanged)."""
+    """Tag columns in the output schema (values unchanged).
+
+    >>> frame = pd.DataFrame({"user_id": [1, 2], "item_id": [3, 4]})
+    >>> wf = Workflow((["user_id"] >> AddTags(None, tags=["user_id"])) + ["item_id"]).fit(frame)
+    >>> wf.output_schema["user_id"]["tags"]
+    ['user_id']
+    """
 
     type_name = "AddTags"
 
@@ -116,7 +128,13 @@ _COMPARE = {
 
 class Filter(InPlaceOp):
     """Keep rows where ``column <op> value`` (``op`` one of ``== != < <= > >=``, ``notnull``,
-    ``isin``); nulls never pass a comparison."""
+    ``isin``); nulls never pass a comparison.
+
+    >>> frame = pd.DataFrame({"rating": [1, 5, None]})
+    >>> Workflow(["rating"] >> Filter(None, op=">=", value=4)).fit(frame).transform(frame)
+       rating
+    1     5.0
+    """
 
     type_name = "Filter"
     filters_rows: ClassVar[bool] = True

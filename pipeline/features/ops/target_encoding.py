@@ -34,6 +34,11 @@ class TargetEncoding(GroupStatsOp):
     values: a row's fold (of ``kfold``) is a stable hash of ``seed`` and the row's values in the
     op's own columns (keys and targets), so it depends on neither partitioning nor index, and
     identical rows share a fold (they cannot leak each other's target). ``kfold=1`` turns it off.
+
+    >>> frame = pd.DataFrame({"item_id": [1, 1, 2, 2], "click": [1, 1, 0, 1]})
+    >>> te = TargetEncoding(["item_id"], target="click", p_smooth=1)
+    >>> Workflow(te).fit(frame).transform(frame)["TE_item_id_click"].tolist()  # prior 0.75
+    [0.91666..., 0.91666..., 0.58333..., 0.58333...]
     """
 
     type_name = "TargetEncoding"

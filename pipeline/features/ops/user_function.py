@@ -46,7 +46,13 @@ def resolve(path: str) -> Callable[[pd.DataFrame], Any]:
 
 
 class UserFunction(Op):
-    """Outputs replace the input columns when ``outputs`` is None (or equals ``columns``)."""
+    """Outputs replace the input columns when ``outputs`` is None (or equals ``columns``).
+
+    >>> frame = pd.DataFrame({"price": [0.0, 9.0]})
+    >>> logged = ["price"] >> UserFunction(None, "numpy:log1p")  # any importable f(frame)
+    >>> Workflow(logged).fit(frame).transform(frame)["price"].tolist()
+    [0.0, 2.30258...]
+    """
 
     type_name = "UserFunction"
 
