@@ -15,7 +15,7 @@ import pandas as pd
 from ..backend import float_values
 from .group_keys import check_collisions, group_keys, is_exact, key_of, raw_values
 from .keys import KeyKind, canonical
-from .runs import run_starts
+from .runs import run_start_mask
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class GroupMoments:
         both = np.concatenate([a.key, b.key])
         order = np.argsort(both, kind="stable")
         srt = both[order]
-        new = run_starts(srt)
+        new = run_start_mask(srt)
         values = tuple(
             np.concatenate([x, y])[order] for x, y in zip(a.values, b.values, strict=True)
         )

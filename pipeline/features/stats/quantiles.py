@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .runs import run_starts
+from .runs import run_start_mask
 
 DEFAULT_CAPACITY = 8192
 MERGE_SLACK = 4
@@ -67,7 +67,7 @@ class QuantileSummary:
         n = len(present)
         if n == 0:
             return cls(np.zeros(0), np.zeros(0, np.int64), 0, nulls, capacity)
-        starts = np.flatnonzero(run_starts(present))  # rank of each distinct value
+        starts = np.flatnonzero(run_start_mask(present))  # rank of each distinct value
         weights = np.diff(starts, append=n)
         if len(starts) <= capacity:
             return cls(present[starts].astype(np.float64), weights, 0, nulls, capacity)
@@ -82,7 +82,7 @@ class QuantileSummary:
         order = np.argsort(values, kind="stable")  # two sorted runs: a linear merge
         values, weights = values[order], weights[order]
         if len(values):
-            starts = np.flatnonzero(run_starts(values))
+            starts = np.flatnonzero(run_start_mask(values))
             values, weights = values[starts], np.add.reduceat(weights, starts)
         merged = QuantileSummary(
             values, weights, a.rank_error + b.rank_error, a.nulls + b.nulls,

@@ -37,7 +37,7 @@ from .group_keys import (
     unpack_pair,
 )
 from .keys import KeyKind, canonical
-from .runs import run_starts
+from .runs import run_start_mask
 
 FOLD = "__fold__"
 MERGE_CHUNK_KEYS = 1 << 20  # keys merged at a time: bounds the merge's temporaries
@@ -132,7 +132,7 @@ class TargetStats:
             return dense
         order = np.argsort(h)
         sorted_keys = h[order]
-        new = run_starts(sorted_keys)
+        new = run_start_mask(sorted_keys)
         if not packed and not is_exact(kinds) and not new.all():  # a hash: check values
             vs = [v[order] for v in vals]
             dup = np.flatnonzero(~new)
@@ -142,7 +142,7 @@ class TargetStats:
         cell_order = np.argsort(cell, kind="stable") if n_folds > 1 else None
         if cell_order is not None:
             cell = cell[cell_order]
-        starts = np.flatnonzero(run_starts(cell))
+        starts = np.flatnonzero(run_start_mask(cell))
         y_sorted = yy[order] if cell_order is None else yy[order[cell_order]]
         counts = np.diff(np.r_[starts, len(cell)]).astype(np.int64)
         sums = _sum_runs(y_sorted, starts)
@@ -373,7 +373,7 @@ class TargetStats:
         key, packed = packed_keys(values, kinds) if len(table) else (np.zeros(0, np.uint64), False)
         order = np.lexsort((fold, key))
         key, fold = key[order], fold[order]
-        new = run_starts(key)
+        new = run_start_mask(key)
         kpos = np.cumsum(new) - 1
         if packed:
             kept: tuple[np.ndarray, ...] = ()
@@ -537,7 +537,7 @@ def _merge_sorted(parts: Sequence[TargetStats], where: str) -> TargetStats:
             return dense
     keys = np.concatenate([p.key for p in parts])
     order, sorted_keys = _stable_key_order(keys)
-    new = run_starts(sorted_keys)
+    new = run_start_mask(sorted_keys)
     packed = all(p.packed for p in parts)  # else the values of all, packed parts unpacked
     values = () if packed else tuple(
         np.concatenate(vs)[order] for vs in zip(*(p.raw_values for p in parts), strict=True))
@@ -557,7 +557,7 @@ def _merge_sorted(parts: Sequence[TargetStats], where: str) -> TargetStats:
     gid = rank * k + np.concatenate([p.fold for p in parts])[eorder]
     nearly = np.argsort(gid, kind="stable")
     eorder, gid = eorder[nearly], gid[nearly]
-    starts = np.flatnonzero(run_starts(gid))
+    starts = np.flatnonzero(run_start_mask(gid))
     count = _sum_runs(np.concatenate([p.count for p in parts])[eorder], starts)
     total = _sum_runs(np.concatenate([p.sum for p in parts])[eorder], starts)
     gid = gid[starts]
@@ -584,7 +584,7 @@ def _stable_key_order(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         in_run[:-1] |= tied
         at = np.flatnonzero(in_run)
         # (run number, input position) as one integer: one vectorised sort orders each run
-        run = np.cumsum(run_starts(sorted_keys[at])) - 1
+        run = np.cumsum(run_start_mask(sorted_keys[at])) - 1
         order[at] = np.sort(run * len(keys) + order[at]) % len(keys)
     return order, sorted_keys
 

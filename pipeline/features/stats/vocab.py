@@ -26,7 +26,7 @@ from .keys import (
     hash_keys,
     string_dictionary,
 )
-from .runs import run_starts
+from .runs import run_start_mask
 
 PAD_INDEX = 0
 NULL_INDEX = 1
@@ -109,7 +109,7 @@ class ValueCounts:
             values = np.concatenate([p.counts.index.to_numpy() for p in present])
             order = np.argsort(values, kind="stable")
             values = values[order]
-            starts = np.flatnonzero(run_starts(values))
+            starts = np.flatnonzero(run_start_mask(values))
             index = pd.Index(values[starts], dtype=present[0].counts.index.dtype)
             totals = np.add.reduceat(counts[order], starts)
         series = pd.Series(totals.astype(np.int64), index=index, name="count")
