@@ -1,10 +1,10 @@
 """Getting a fitted plan to every worker: in the task graph, or through a memory-mapped file.
 
-A fitted plan holds every statistic the transform looks up (vocabularies, target encodings):
-hundreds of MB at 10M rows. Put in the task graph, it is pickled on the client, unpickled whole
+A fitted plan holds every statistic the transform looks up (vocabularies, target encodings),
+which grows with the data. Put in the task graph, it is pickled on the client, unpickled whole
 by the scheduler (which, on a local cluster, lives in the client's process: a second copy
-there), pickled again per worker, and unpickled by each worker: at 10M rows that took about
-3 s of a 12 s transform and 0.6 GiB of the client's memory.
+there), pickled again per worker, and unpickled by each worker: a large share of the
+transform's time and of the client's memory.
 
 When every worker can read the client's files (a local cluster, or a directory every node
 mounts, named by ``RECPIPE_SHARED_DIR``), the plan is instead written once as a file (in shared
@@ -12,7 +12,7 @@ memory, ``/dev/shm``, on a local cluster when it has room): a small pickle strea
 and Arrow buffers are stored out of band (pickle protocol 5), each aligned, after it. The graph
 carries only a ``PlanFile`` handle (path, size, token); a worker maps the file and unpickles the
 stream over the mapped buffers, so its arrays are read-only views of the page cache (or shared
-memory): loaded in milliseconds, and shared by all the workers of a node instead of copied into
+memory): loaded without a copy, and shared by all the workers of a node instead of copied into
 each. The file is scratch, not an artifact (``Workflow.save`` writes the JSON + Parquet format).
 It is removed when the client's handle is collected, which Dask may delay (its comms keep a log
 of recent messages) until the process exits; files a killed process left behind are swept after
@@ -213,9 +213,9 @@ def _remove(path: str) -> None:
 
 def shared_directories() -> list[Path]:
     """Where plan files may go, best first: ``RECPIPE_SHARED_DIR``; else, when every worker
-    runs on this machine, shared memory (``/dev/shm``: writing 600 MiB took 0.3 s there and
-    1.2 s to a disk-backed /tmp) and then the temporary directory; none otherwise (the plan
-    travels in the task graph)."""
+    runs on this machine, shared memory (``/dev/shm``: memory, quicker to write than a
+    disk-backed /tmp) and then the temporary directory; none otherwise (the plan travels in the
+    task graph)."""
     configured = os.environ.get(SHARED_DIR_ENV)
     if configured:
         return [Path(configured) / "recpipe-plans"]

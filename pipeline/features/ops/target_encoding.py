@@ -31,9 +31,9 @@ class TargetEncoding(GroupStatsOp):
     column name or a list of them. The encoding is ``(sum + p_smooth * mean) / (count +
     p_smooth)``, ``mean`` being the target's global mean; unseen or null keys get ``mean``.
     Targets are needed only to fit. ``Workflow.fit_transform`` gives training rows out-of-fold
-    values: a row's fold (of ``kfold``) is a stable hash of ``seed`` and the row's values in the
-    op's own columns (keys and targets), so it depends on neither partitioning nor index, and
-    identical rows share a fold (they cannot leak each other's target). ``kfold=1`` turns it off.
+    values: a row's fold (of ``kfold``) is a stable hash of ``seed``, the row's key values and
+    its index label, never its target (see ``stats.folds``), so it does not depend on the
+    partitioning. ``kfold=1`` turns it off.
 
     >>> frame = pd.DataFrame({"item_id": [1, 1, 2, 2], "click": [1, 1, 0, 1]})
     >>> te = TargetEncoding(["item_id"], target="click", p_smooth=1)
@@ -198,8 +198,8 @@ class TargetEncoding(GroupStatsOp):
     def for_transform(self, out_of_fold: bool) -> TargetEncoding:
         """Out of fold, when no fitted row had a null target, a copy holding only the keys of
         several folds: every other key encodes to its fold's prior (see ``te_table``), and
-        shipping it would have the client join and write, and every worker map, hundreds of
-        MB (a 10M-row user x item pair: 8.5M keys, of which 0.5M are needed)."""
+        shipping it would have the client join and write, and every worker map, a statistic
+        of about a key per row (a user x item pair) of which few keys are needed."""
         stats = self.stats_
         if (not out_of_fold or self.kfold < 2 or stats is None
                 or any(s.untargeted or s.n_folds < 2 for s in stats.values())):
@@ -226,9 +226,8 @@ class TargetEncoding(GroupStatsOp):
         return self._tables[name, out_of_fold]
 
     def __getstate__(self) -> dict[str, Any]:
-        # The tables are derived (about 80 MB for a 10M-row user x item pair): each worker
-        # builds its own in a fraction of a second while the others do the same, instead of
-        # the client building them alone while every worker waits, then shipping them.
+        # The tables are derived: each worker builds its own while the others do the same,
+        # rather than the client building them alone while every worker waits, then shipping.
         if self.stats_ is not None:
             self._stats()  # whole: a copy must not carry the ranges to join again
         return {**self.__dict__, "_tables": {}}

@@ -4,10 +4,9 @@ A row's fold is a stable hash of (seed, the row's group-key values, its index la
 The target must stay out of it: with the label in the hash, rows of one key with the same label
 share a fold, so a positive row's out-of-fold encoding leaves out exactly the key's other
 positives. Encodings then anti-correlate with the row's own label, a pattern a model learns on
-training rows and that no scored row has (on the feature benchmark's click log, the user x item
-encoding took XGBoost's test AUC from 0.76 to 0.64 while its validation AUC on training rows
-rose to 0.80). Keys alone would put all of a key's rows in one fold (its out-of-fold encoding is
-then always the prior), so the index label tells a key's rows apart: within one
+training rows and that no scored row has, so its test score drops while its validation score on
+training rows rises. Keys alone would put all of a key's rows in one fold (its out-of-fold
+encoding is then always the prior), so the index label tells a key's rows apart: within one
 ``fit_transform`` every pass sees the same partitions and index, and a Dask frame made from a
 pandas one keeps its index, so both give the same folds.
 """

@@ -10,8 +10,9 @@ interpreted.
 A statistic may ask for packed pairs (``pack_pairs``): a row of two integer columns whose values
 both lie in ``[0, 2**32)`` (user and item ids) is keyed by both values in one uint64 through the
 same bijection, exactly, and its values can be read back from the key (``unpack_pair``); other
-rows of the group are hashed as before. The choice is per row, so every partition keys a pair
-alike, and a statistic whose rows all packed need not carry its values (``GroupKeys.packed``).
+rows of the group are hashed, as any group's are. The choice is per row, so every partition keys
+a pair alike, and a statistic whose rows all packed need not carry its values
+(``GroupKeys.packed``).
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ _PAIR_SALT = np.uint64(0x9E3779B97F4A7C15)
 """Packed keys are xored with this after the bijection. pandas' hash of an integer is the same
 SplitMix64 finaliser and hashes 0 to 0, so a hashed pair ``(0, b)`` would be keyed
 ``_spread(b)``, exactly the packed key of the pair whose 64 bits are ``b`` (``(1, 0)`` and
-``(0, 2**32)`` collided); xored, such a coincidence is as unlikely as any hash collision."""
+``(0, 2**32)`` would collide); xored, such a coincidence is as unlikely as any hash collision."""
 
 
 def packable_rows(values: Sequence[np.ndarray], kinds: Sequence[KeyKind]) -> np.ndarray | None:

@@ -4,9 +4,9 @@ ids (often dense: 0..n) through a table indexed by their offset from the smalles
 Fitted group keys are spread over the whole 64-bit space (hashes, or integer ids through a
 bijective mixer, see ``group_keys``), so the keys whose top ``B`` bits equal ``t`` form a short
 run starting at ``directory[t]``. With ``2**B`` about the number of keys, a run holds one or two
-keys: a lookup reads the directory and then one or two keys, where a binary search into a
-user x item table (8.5M keys at 10M rows) reads 23, most of them cache misses. That made the
-binary search the largest single cost of target encoding a partition.
+keys: a lookup reads the directory and then one or two keys, where a binary search into a table
+of ``n`` keys (a user x item pair has about one per row) reads ``log2(n)``, most of them cache
+misses.
 """
 
 from __future__ import annotations

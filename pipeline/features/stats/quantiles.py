@@ -57,7 +57,7 @@ class QuantileSummary:
 
         Built straight from the sorted values: a distinct value's weight and rank are where
         its run of copies starts and ends, so ``compress`` is computed without first widening
-        and counting every distinct value (the same summary, 2.5 -> 1 ms a 262k-row column).
+        and counting every distinct value (the same summary).
         """
         null = np.isnan(x)
         nulls = int(np.count_nonzero(null))

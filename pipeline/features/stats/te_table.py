@@ -11,8 +11,8 @@ row-by-row formula, rounded to float32 once: a seen key's encoding is unchanged 
 
 Out of fold, the table leaves out the keys seen in one fold only: all their rows are in that
 fold, and with the fold left out nothing is known of the key, so they encode to the fold's
-prior, as unseen keys do. A user x item pair is such a key for most pairs (96% of 8.5M at 10M
-rows), so the table is a small fraction of the statistics. Only a row with a null target (it
+prior, as unseen keys do. Most user x item pairs are such keys, so the table is a small
+fraction of the statistics. Only a row with a null target (it
 added no entry) can sit in another fold than its key's one entry: those few are looked up in
 the whole statistics.
 """
@@ -30,8 +30,7 @@ from .te_stats import TargetStats, entries_of
 MAX_FOLDS = 64  # a fold bitmask per key is one uint64 at most
 CHUNK_KEYS = 1 << 15
 """Keys built at a time: their float64 temporaries (a few hundred KB) stay in cache and reuse
-the memory the last chunk freed. The 10M-row benchmark's first out-of-fold transform, which
-builds the tables: 304 -> 138 ms with 2**15 keys instead of 2**18."""
+the memory the last chunk freed."""
 
 
 @dataclass(frozen=True)
