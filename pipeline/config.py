@@ -8,7 +8,9 @@ are resolved against the workflow file's folder so a workflow runs the same from
 from __future__ import annotations
 
 import difflib
+import operator
 import os
+from functools import reduce
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -16,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pipeline.errors import ConfigError
+from pipeline.features.spec_ops import spec_models
 
 
 class _Strict(BaseModel):
@@ -70,130 +73,10 @@ class SplitSpec(_Strict):
     label_windows: int = Field(4, ge=1)
 
 
-class CategorifyOp(_Strict):
-    op: Literal["categorify"]
-    columns: list[str] = Field(min_length=1)
-    freq_threshold: int | dict[str, int] = Field(0, description="int, or one per column")
-    num_buckets: int = Field(1, ge=1)
-    max_size: int | dict[str, int] | None = Field(None, description="keep the top N values")
-    encode_type: Literal["separate", "joint"] = "separate"
+_OP_MODELS: dict[str, type[BaseModel]] = dict(spec_models())
+"""Each ``features:`` entry's model by its ``op`` name, declared beside the op it builds."""
 
-
-class NormalizeOp(_Strict):
-    op: Literal["normalize"]
-    columns: list[str] = Field(min_length=1)
-
-
-class FillMissingOp(_Strict):
-    op: Literal["fill_missing"]
-    columns: list[str] = Field(min_length=1)
-    value: float | None = None
-
-
-class TargetEncodingOp(_Strict):
-    op: Literal["target_encoding"]
-    columns: list[str | list[str]] = Field(min_length=1)
-    target: str | list[str]
-    p_smooth: float = Field(20.0, ge=0)
-    kfold: int = Field(5, ge=1)
-    seed: int = 0
-
-
-class CategorifyComboOp(_Strict):
-    op: Literal["categorify_combo"]
-    columns: list[str] | list[list[str]] = Field(min_length=1)
-    freq_threshold: int = Field(0, ge=0)
-    num_buckets: int = Field(1, ge=1)
-    max_size: int | None = Field(None, ge=1)
-
-
-class FillMedianOp(_Strict):
-    op: Literal["fill_median"]
-    columns: list[str] = Field(min_length=1)
-    capacity: int = Field(8192, ge=2, description="exact up to this many distinct values")
-
-
-class NormalizeMinMaxOp(_Strict):
-    op: Literal["normalize_minmax"]
-    columns: list[str] = Field(min_length=1)
-
-
-class LogOpSpec(_Strict):
-    op: Literal["log"]
-    columns: list[str] = Field(min_length=1)
-
-
-class ClipOp(_Strict):
-    op: Literal["clip"]
-    columns: list[str] = Field(min_length=1)
-    min_value: float | None = None
-    max_value: float | None = None
-
-
-class BucketizeOp(_Strict):
-    op: Literal["bucketize"]
-    columns: list[str] = Field(min_length=1)
-    boundaries: list[float] | dict[str, list[float]]
-
-
-class HashBucketOp(_Strict):
-    op: Literal["hash_bucket"]
-    columns: list[str] = Field(min_length=1)
-    num_buckets: int = Field(ge=1)
-
-
-class HashedCrossOp(_Strict):
-    op: Literal["hashed_cross"]
-    columns: list[str] | list[list[str]] = Field(min_length=1)
-    num_buckets: int = Field(ge=1)
-
-
-class JoinGroupbyOp(_Strict):
-    op: Literal["join_groupby"]
-    columns: list[str | list[str]] = Field(min_length=1)
-    cont_cols: list[str] = Field(default_factory=list)
-    stats: list[Literal["count", "sum", "mean", "std"]] = Field(["count"], min_length=1)
-
-
-class DifferenceLagOp(_Strict):
-    op: Literal["difference_lag"]
-    columns: list[str] = Field(min_length=1, max_length=1, description="the user column")
-    timestamp: str
-    shift: int = Field(1, ge=1)
-
-
-class UserFunctionOp(_Strict):
-    op: Literal["user_function"]
-    columns: list[str] = Field(min_length=1)
-    function: str = Field(description="import path 'package.module:function'")
-    outputs: list[str] | None = None
-    tags: list[str] = Field(default_factory=list)
-
-
-_OP_MODELS: dict[str, type[BaseModel]] = {
-    "categorify": CategorifyOp,
-    "normalize": NormalizeOp,
-    "fill_missing": FillMissingOp,
-    "target_encoding": TargetEncodingOp,
-    "fill_median": FillMedianOp,
-    "categorify_combo": CategorifyComboOp,
-    "normalize_minmax": NormalizeMinMaxOp,
-    "log": LogOpSpec,
-    "clip": ClipOp,
-    "bucketize": BucketizeOp,
-    "hash_bucket": HashBucketOp,
-    "hashed_cross": HashedCrossOp,
-    "join_groupby": JoinGroupbyOp,
-    "difference_lag": DifferenceLagOp,
-    "user_function": UserFunctionOp,
-}
-
-FeatureOp = Annotated[
-    CategorifyOp | NormalizeOp | FillMissingOp | TargetEncodingOp | FillMedianOp
-    | NormalizeMinMaxOp | LogOpSpec | ClipOp | BucketizeOp | HashBucketOp | HashedCrossOp
-    | JoinGroupbyOp | DifferenceLagOp | UserFunctionOp | CategorifyComboOp,
-    Field(discriminator="op"),
-]
+FeatureOp = Annotated[reduce(operator.or_, _OP_MODELS.values()), Field(discriminator="op")]
 
 
 class PopularitySpec(_Strict):

@@ -44,8 +44,8 @@ from pipeline.candidates.cooccurrence import fit_cooccurrence
 from pipeline.candidates.popularity import DAY, fit_popularity
 from pipeline.candidates.rules import resolve_rules
 from pipeline.cluster import worker_malloc_settings
-from pipeline.config import CandidatesSpec, CategorifyOp, FilterSpec, RankerSpec, ReorderSpec
-from pipeline.features import Workflow
+from pipeline.config import CandidatesSpec, FilterSpec, RankerSpec, ReorderSpec
+from pipeline.features import Categorify, Workflow
 from pipeline.features.spec_ops import op_from_spec
 from pipeline.io import ITEM, TIME, USER
 from pipeline.rankers.xgb import load_ranker, predict, train_xgboost
@@ -93,7 +93,7 @@ def write_partitioned(events: pd.DataFrame, out: Path, partitions: int) -> dd.Da
 
 def feature_workflow(history: pd.DataFrame, items: pd.DataFrame, out: Path) -> Workflow:
     """A small real feature workflow: the item's genre categorified."""
-    workflow = Workflow([op_from_spec(CategorifyOp(op="categorify", columns=["genre"]))])
+    workflow = Workflow([op_from_spec(Categorify.Spec(op="categorify", columns=["genre"]))])
     workflow.fit(dd.from_pandas(history.merge(items, on=ITEM), npartitions=2))
     workflow.save(out)
     return workflow

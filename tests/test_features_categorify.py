@@ -116,8 +116,8 @@ def test_string_lookups_agree_for_small_and_large_vocabularies(vocab: list, quer
     """Both string lookups (probe the vocabulary's hash, or hash the frame's distinct values
     and probe them with the vocabulary, for vocabularies about the frame's size) find what a
     dict finds."""
-    from pipeline.features.keys import STR_DTYPE
-    from pipeline.features.vocab import ValueCounts, Vocabulary
+    from pipeline.features.stats.keys import STR_DTYPE
+    from pipeline.features.stats.vocab import ValueCounts, Vocabulary
 
     counts = ValueCounts.from_partition(pd.Series(vocab, dtype="str"), "str", "t")
     table = Vocabulary.from_counts(counts, 1, 2)

@@ -6,8 +6,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.features.group_keys import _spread
-from pipeline.features.key_index import MAX_RUN, MIN_DENSE_SLOTS, DenseIndex, KeyIndex
+from pipeline.features.stats.group_keys import _spread
+from pipeline.features.stats.key_index import MAX_RUN, MIN_DENSE_SLOTS, DenseIndex, KeyIndex
 
 u64 = st.integers(0, 2**64 - 1)
 

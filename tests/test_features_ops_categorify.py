@@ -195,10 +195,17 @@ def test_combo_round_trips(tmp_path) -> None:
     assert unseen == [2]
 
 
+def test_combo_reads_a_string_as_one_column_name() -> None:
+    """As every op does (column_list): a string is never split into its characters."""
+    with pytest.raises(ConfigError, match="two or more columns"):
+        CategorifyCombo("ab")
+    assert CategorifyCombo(("a", "b")).groups == (("a", "b"),)
+
+
 @settings(max_examples=60, deadline=None)
 @given(counts=st.lists(st.integers(0, 2**40), max_size=60))
 def test_vocabulary_order_is_a_stable_sort_by_descending_count(counts: list[int]) -> None:
-    from pipeline.features.vocab import _by_descending_count
+    from pipeline.features.stats.vocab import _by_descending_count
 
     values = np.array(counts, dtype=np.int64)
     np.testing.assert_array_equal(_by_descending_count(values),

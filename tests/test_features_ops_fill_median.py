@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from pipeline.errors import DataError
 from pipeline.features import FillMedian, Workflow
-from pipeline.features.quantiles import QuantileSummary
+from pipeline.features.stats.quantiles import QuantileSummary
 
 floats = st.one_of(st.none(), st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False))
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.features import TargetEncoding, Workflow
-from pipeline.features.folds import fold_ids, row_fold_hash
+from pipeline.features.stats.folds import fold_ids, row_fold_hash
 
 rows = st.lists(
     st.tuples(
@@ -172,7 +172,7 @@ def test_key_ranges_give_the_several_fold_keys_of_the_whole(
     """The keys of several folds, taken range by range straight into one table, are those of
     the joined statistics (packed pairs, hashed strings and plain ids alike)."""
     from pipeline.features.base import PartitionContext
-    from pipeline.features.te_stats import KeyRanges
+    from pipeline.features.stats.te_stats import KeyRanges
 
     rng = np.random.default_rng(seed)
     users = rng.integers(0, 40, n)

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from pipeline.features import TargetEncoding, Workflow
 from pipeline.features.base import PartitionContext
-from pipeline.features.folds import fold_ids, row_fold_hash
-from pipeline.features.group_keys import (
+from pipeline.features.stats.folds import fold_ids, row_fold_hash
+from pipeline.features.stats.group_keys import (
     _spread,
     _unspread,
     key_of,

@@ -27,8 +27,8 @@ from pipeline.features import (
     Workflow,
 )
 from pipeline.features.backend import read_parquet
-from pipeline.features.keys import STR_DTYPE, is_string_dictionary, string_dictionary
-from pipeline.features.vocab import ValueCounts, Vocabulary
+from pipeline.features.stats.keys import STR_DTYPE, is_string_dictionary, string_dictionary
+from pipeline.features.stats.vocab import ValueCounts, Vocabulary
 
 pytestmark = pytest.mark.usefixtures("dask_client")
 

@@ -1,11 +1,13 @@
 """Fitted plans reach the workers through a memory-mapped file when the workers can read it:
-the same results as through the graph, read-only views of the file, stale files swept."""
+the same results as through the graph, read-only views of the file, stale files swept, and
+only a file the client wrote, in a folder only its user can write to, is ever unpickled."""
 
 from __future__ import annotations
 
 import gc
 import os
 import pickle
+import struct
 import time
 from pathlib import Path
 
@@ -15,7 +17,8 @@ import pandas as pd
 import pytest
 
 from pipeline.features import Categorify, FillMedian, Normalize, TargetEncoding, Workflow, shipping
-from pipeline.features.te_stats import KeyRanges, TargetStats
+from pipeline.features.fitting import TransformPass
+from pipeline.features.stats.te_stats import KeyRanges, TargetStats
 
 
 def test_plan_file_round_trip_maps_arrays_without_copying(tmp_path: Path) -> None:
@@ -89,7 +92,100 @@ def test_only_this_hosts_workers_read_its_files() -> None:
 
 def test_missing_plan_file_says_how_to_fix(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="RECPIPE_SHARED_DIR"):
-        shipping.PlanFile(str(tmp_path / "gone.bin"), 64, "t").load()
+        shipping.PlanFile(str(tmp_path / "gone.bin"), 64, "t", b"k" * 32, b"d" * 32).load()
+
+
+class _RunsCode:
+    """Unpickling it creates ``marker``: what a tampered plan stream could do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return open, (str(self.marker), "w")
+
+
+def _written(tmp_path: Path) -> tuple[shipping.PlanFile, shipping.PlanFile, dict]:
+    """A plan file, its handle and the copy a worker receives, and what was written."""
+    obj = {"ids": np.arange(100_000), "name": "plan"}
+    handle = shipping.write_plan(obj, tmp_path / "plans", min_bytes=0)
+    assert handle is not None
+    return handle, pickle.loads(pickle.dumps(handle)), obj
+
+
+def test_a_plan_folder_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
+    """Its owner could point the link elsewhere between the check and the workers' reads."""
+    real = tmp_path / "real"
+    real.mkdir(mode=0o700)
+    link = tmp_path / "recpipe-plans-link"
+    link.symlink_to(real, target_is_directory=True)
+    assert shipping.write_plan({"x": np.arange(10)}, link, min_bytes=0) is None
+    assert list(real.iterdir()) == []
+    handle = shipping.write_plan({"x": np.arange(10)}, [link, tmp_path / "next"], min_bytes=0)
+    assert handle is not None and Path(handle.path).parent == tmp_path / "next"
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="giving a folder to another user needs root")
+def test_a_plan_folder_another_user_owns_is_refused(tmp_path: Path) -> None:
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o700)
+    os.chown(theirs, 4242, -1)
+    assert shipping.write_plan({"x": np.arange(10)}, theirs, min_bytes=0) is None
+    assert list(theirs.iterdir()) == []
+
+
+def test_a_plan_file_changed_after_writing_is_refused(tmp_path: Path) -> None:
+    handle, copy, _ = _written(tmp_path)
+    path = Path(handle.path)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit of a buffer: the old loader mapped it silently
+    path.write_bytes(bytes(data))
+    with pytest.raises(shipping.PlanFileError, match="not the file the client wrote"):
+        copy.load()
+
+
+def test_a_replaced_plan_stream_is_never_unpickled(tmp_path: Path) -> None:
+    handle, copy, _ = _written(tmp_path)
+    marker = tmp_path / "code-ran"
+    stream = pickle.dumps(_RunsCode(marker), protocol=5)
+    forged = struct.pack("<8sQQ", b"RECPLAN1", len(stream), 0) + stream
+    Path(handle.path).write_bytes(forged.ljust(handle.size, b"\0"))  # a well-formed plan file
+    with pytest.raises(shipping.PlanFileError, match="HMAC"):
+        copy.load()
+    assert not marker.exists()
+
+
+def test_a_plan_file_replaced_by_a_symlink_is_refused(tmp_path: Path) -> None:
+    handle, copy, _ = _written(tmp_path)
+    path = Path(handle.path)
+    twin = tmp_path / "twin.bin"
+    twin.write_bytes(path.read_bytes())  # the same bytes: only the link gives it away
+    path.unlink()
+    path.symlink_to(twin)
+    with pytest.raises(shipping.PlanFileError, match="plain file"):
+        copy.load()
+
+
+def test_the_key_travels_in_the_handle_never_beside_the_file(tmp_path: Path) -> None:
+    handle, copy, obj = _written(tmp_path)
+    assert copy.key == handle.key and len(handle.key) == 32
+    files = list((tmp_path / "plans").iterdir())
+    assert files == [Path(handle.path)] and oct(files[0].stat().st_mode & 0o777) == "0o600"
+    assert handle.key not in files[0].read_bytes()
+    assert handle.key.hex() not in repr(handle)
+    np.testing.assert_array_equal(copy.load()["ids"], obj["ids"])  # and it loads
+
+
+def test_a_plan_loaded_from_its_file_transforms_identically(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    pdf = pd.DataFrame({"user_id": rng.integers(0, 50, 500), "x": rng.normal(0, 1, 500),
+                        "click": rng.integers(0, 2, 500)})
+    wf = Workflow((["user_id"] >> Categorify(None)) + (["x"] >> Normalize(None))
+                  + TargetEncoding(["user_id"], target="click") + ["click"]).fit(pdf)
+    handle = shipping.write_plan(TransformPass(wf.plan), tmp_path, min_bytes=0)
+    assert handle is not None
+    loaded = pickle.loads(pickle.dumps(handle)).load()
+    pd.testing.assert_frame_equal(loaded(pdf), wf.transform(pdf))
 
 
 @pytest.mark.usefixtures("dask_client")

@@ -8,9 +8,9 @@ import pandas.testing as pdt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.features.moments import Moments
-from pipeline.features.te_stats import TargetStats
-from pipeline.features.vocab import ValueCounts
+from pipeline.features.stats.moments import Moments
+from pipeline.features.stats.te_stats import TargetStats
+from pipeline.features.stats.vocab import ValueCounts
 
 rows = st.lists(
     st.tuples(
@@ -158,7 +158,7 @@ def test_target_stats_merge(data: list, cuts: list[int], order: list[int], oof: 
 def test_target_stats_merge_many_in_key_chunks(data: list, cuts: list[int], oof: bool,
                                                chunk: int) -> None:
     """Merging every partition at once, a few keys at a time, equals the whole's statistics."""
-    import pipeline.features.te_stats as te
+    import pipeline.features.stats.te_stats as te
 
     frame = frame_of(data)
     n_folds = 3 if oof else 1
@@ -282,7 +282,7 @@ def _assert_same_by_id(a: TargetStats, b: TargetStats) -> None:
 def test_merge_key_order_is_a_stable_sort(keys: list[int]) -> None:
     """The merge's fast key order (unstable sort, runs of equal keys put back in input order)
     is exactly NumPy's stable argsort: entries of a key are summed in part order."""
-    from pipeline.features.te_stats import _stable_key_order
+    from pipeline.features.stats.te_stats import _stable_key_order
 
     k = np.array(keys, dtype=np.uint64)
     order, sorted_keys = _stable_key_order(k)

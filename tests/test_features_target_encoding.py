@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.errors import ConfigError, DataError
 from pipeline.features import Categorify, TargetEncoding, Workflow
-from pipeline.features.folds import fold_ids, row_fold_hash
+from pipeline.features.stats.folds import fold_ids, row_fold_hash
 
 TRAIN = pd.DataFrame(
     {

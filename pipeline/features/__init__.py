@@ -6,27 +6,32 @@
 ...               + TargetEncoding(["item_id"], target="relevant") + ["relevant"])
 >>> wf.fit(ddf).save("features/")          # doctest: +SKIP
 >>> Workflow.load("features/").transform(request_frame)   # doctest: +SKIP
+
+The ops live in ``ops/`` (one module each), the statistics they fit in ``stats/``, the engine
+that runs them here. Any op in ``ops/`` is importable from this package by its class name.
 """
 
-from .base import NotFittedError, Op
-from .bucketize import Bucketize
-from .categorify import Categorify
-from .categorify_combo import CategorifyCombo
-from .clip import Clip
-from .difference_lag import DifferenceLag
-from .fill import FillMissing
-from .fill_median import FillMedian
+from typing import Any
+
+from .base import NotFittedError, Op, op_types
 from .graph import Node, Selector, Tags, tag
-from .hash_bucket import HashBucket
-from .hashed_cross import HashedCross
-from .join_groupby import JoinGroupby
-from .log_op import LogOp
-from .minmax import NormalizeMinMax
-from .normalize import Normalize
+from .ops.bucketize import Bucketize
+from .ops.categorify import Categorify
+from .ops.categorify_combo import CategorifyCombo
+from .ops.clip import Clip
+from .ops.difference_lag import DifferenceLag
+from .ops.fill import FillMissing
+from .ops.fill_median import FillMedian
+from .ops.hash_bucket import HashBucket
+from .ops.hashed_cross import HashedCross
+from .ops.join_groupby import JoinGroupby
+from .ops.log_op import LogOp
+from .ops.minmax import NormalizeMinMax
+from .ops.normalize import Normalize
+from .ops.structural import AddTags, Filter, Rename
+from .ops.target_encoding import TargetEncoding
+from .ops.user_function import UserFunction
 from .persist import FORMAT_VERSION
-from .structural import AddTags, Filter, Rename
-from .target_encoding import TargetEncoding
-from .user_function import UserFunction
 from .workflow import Workflow
 
 __all__ = [
@@ -57,3 +62,12 @@ __all__ = [
     "NormalizeMinMax",
     "UserFunction",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """An op of ``ops/`` not imported above, by its class name (an op added there needs no line
+    in this file)."""
+    for cls in op_types().values():
+        if cls.__name__ == name and cls.__module__.startswith(f"{__name__}.ops."):
+            return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -107,11 +107,9 @@ def resolve_backend(name: str = "auto") -> Backend:
 
 
 PARTITION_ROWS = 1 << 19
-"""Rows a partition aims at when files hold several row groups: what a worker holds of one
-partition while transforming it (its input, every op's temporaries, the output) is a few times
-its in-memory size, so smaller partitions bound memory; smaller ones also cut each partition's
-statistics into more, smaller pieces to ship and merge. The 10M-row feature benchmark with
-2**19 instead of 2**18 rows: 1.04-1.09M -> 1.17-1.20M rows/s, peak 2.38-2.47 -> 2.45-2.50 GiB."""
+"""Rows a partition aims at when files hold several row groups: small enough to bound what a
+worker holds while transforming one (a few times its in-memory size: its input, every op's
+temporaries, the output), large enough that its statistics come in few pieces to ship and merge."""
 
 
 def read_parquet(
@@ -148,8 +146,8 @@ def read_parquet(
 
 def _row_groups_per_partition(paths: str | Sequence[str], partition_rows: int | None) -> Any:
     """Dask's ``split_row_groups`` for about ``partition_rows`` rows, judged by the first file
-    (Dask's own ``"infer"`` judges by encoded bytes, which dictionary-encoded logs shrink
-    8-fold, so it keeps 1M-row files whole)."""
+    (Dask's own ``"infer"`` judges by encoded bytes, which dictionary encoding shrinks, so it
+    keeps large files whole)."""
     if partition_rows is None:
         return "infer"
     import pyarrow.dataset as ds

@@ -16,7 +16,7 @@ import copy
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -24,6 +24,9 @@ import pandas as pd
 from pipeline.errors import ConfigError, RecpipeError
 
 from .backend import row_hashes
+
+if TYPE_CHECKING:
+    from .op_spec import OpSpec
 
 __all__ = ["Op", "NotFittedError", "PartitionContext", "ColumnSchema", "op_types"]
 
@@ -97,11 +100,14 @@ class Op(ABC):
     Subclasses set ``type_name`` (the name saved in ``workflow.json``), ``in_place`` (whether the
     op replaces its columns or adds new ones) and implement the abstract methods. Ops with
     statistics implement ``partition_stats``/``merge_stats``/``finish_fit``; the workflow runs
-    those as one distributed tree reduction.
+    those as one distributed tree reduction. An op that workflow files may name nests its entry's
+    model as ``Spec`` (see ``op_spec``).
     """
 
     type_name: ClassVar[str]
     in_place: ClassVar[bool] = True
+    Spec: ClassVar[type[OpSpec] | None] = None
+    """The op's entry in a workflow file's ``features:`` list; None: built in Python only."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -218,32 +224,12 @@ class Op(ABC):
         """How error messages name this op."""
         return repr(self)
 
-    # -- graph building (see ``graph.py``) ----------------------------------------------------
+    # -- graph building (``graph.py`` gives ops their ``>>`` and ``+``) -------------------------
 
     def with_columns(self, columns: Sequence[str | Sequence[str]]) -> Op:
         """A new, unfitted op with these parameters but reading ``columns`` (what ``>>`` does)."""
         cols = [c if isinstance(c, str) else list(c) for c in columns]
         return type(self)(**{**self.get_params(), "columns": cols})
-
-    def __rrshift__(self, other: Any) -> Any:
-        from .graph import as_node
-
-        return as_node(other) >> self
-
-    def __rshift__(self, other: Any) -> Any:
-        from .graph import as_node
-
-        return as_node(self) >> other
-
-    def __add__(self, other: Any) -> Any:
-        from .graph import as_node
-
-        return as_node(self) + other
-
-    def __radd__(self, other: Any) -> Any:
-        from .graph import as_node
-
-        return as_node(other) + self
 
     partial_state: bool = False
     """Set on a copy made by ``for_transform`` that holds only part of the fitted state."""

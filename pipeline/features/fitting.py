@@ -260,7 +260,7 @@ def _reduce_by_key_range(plan_key: Any, parts: list[Any], fit_pass: FitPass) -> 
         for part in parts
     ]
     # Merged down to one on a worker, beside the range merges: the client then has nothing to
-    # merge between the last range's arrival and the transform (0.09 s at 10M rows).
+    # merge between the last range's arrival and the transform.
     whole = _merge_tree(plan_key, [s[0] for s in split], SPLIT_EVERY, 1)
     ranges = [
         _merge_tree(plan_key, [s[b + 1] for s in split], SPLIT_OUT_FAN_IN, 1)[0]
@@ -276,15 +276,13 @@ def _reduce_by_key_range(plan_key: Any, parts: list[Any], fit_pass: FitPass) -> 
 
 def _gather_one_by_one(tasks: list[Any]) -> list[Any]:
     """Results of ``tasks`` (in order), computed together but fetched one at a time, each as
-    soon as it is done. On a 2-core host, fetching a 10M-row fit's eight ranges (570 MiB) from
-    both workers at once took 2.9 s; one after the other, 1.2 s. In order of completion, the
-    fetches overlap the last merges: the fetch ends 0.4 s after the last merge, not 0.9 s.
+    soon as it is done: simultaneous fetches from every worker compete for the host's cores,
+    and fetches in order of completion overlap the last merges.
 
     Fetched straight from the workers (``direct``) unless the Dask configuration says
     otherwise: through the scheduler, results travel pickled with protocol 4, every array
-    copied into the pickle (about 0.7 s of the workers' CPU for those ranges); directly, with
-    protocol 5, arrays go out of band, uncopied. A key a worker cannot serve directly falls
-    back to the scheduler (Dask's own retry)."""
+    copied into the pickle; directly, with protocol 5, arrays go out of band, uncopied. A key
+    a worker cannot serve directly falls back to the scheduler (Dask's own retry)."""
     try:
         from distributed import default_client
 
@@ -312,7 +310,7 @@ def _merge_on_client(fit_pass: FitPass, partials: list[Stats]) -> Stats:
         return partials[0]
     merged = fit_pass.merge(*partials)
     # The partial statistics are garbage now: hand their pages back, or the client carries
-    # their size (hundreds of MB at 10M rows) in free heap through the whole transform.
+    # their size in free heap through the whole transform.
     partials.clear()
     release_free_memory()
     return merged
@@ -346,8 +344,7 @@ class TransformPass(_Runner):
 
 def _call_transform(frame: Any, plan: TransformPass) -> pd.DataFrame:
     # Start trimmed too: the fit's statistics were freed on this worker outside any task (when
-    # the client released them), and their heap would otherwise ride through the transform
-    # (0.3 -> 0.9 GiB per worker at 10M rows).
+    # the client released them), and their heap would otherwise ride through the transform.
     release_free_memory()
     out = resolve(plan)(frame)
     # Every feature task ends with its freed temporaries handed back: a worker paused at its
@@ -376,8 +373,8 @@ def transform_data(data: Any, plan: Plan, out_of_fold: bool = False) -> Any:
 def _share_fitted_state(plan: Plan, mapped: Plan) -> None:
     """Point the client's fitted ops at the plan file's memory-mapped copy of their state.
 
-    The client's own copy (hundreds of MB of statistics at 10M rows) is then freed, and one
-    copy, in the page cache, serves the client and every worker. The arrays become read-only,
+    The client's own copy of the statistics is then freed, and one copy, in the page cache,
+    serves the client and every worker. The arrays become read-only,
     which fitted state is: a refit replaces it.
     """
     for mine, theirs in zip(plan.steps, mapped.steps, strict=True):

@@ -17,12 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pipeline.errors import ConfigError
 
-if TYPE_CHECKING:
-    from .base import Op
+from .base import Op
 
 __all__ = ["Node", "Selector", "Tags", "as_node", "tag"]
 
@@ -109,8 +108,6 @@ class Node:
         self.selector = selector
 
     def __rshift__(self, op: Any) -> Node:
-        from .base import Op
-
         if isinstance(op, type) and issubclass(op, Op):
             raise ConfigError(f"'>> {op.__name__}' needs an op instance: write {op.__name__}(...)")
         if isinstance(op, Node):
@@ -138,8 +135,6 @@ class Node:
 
 def as_node(obj: Any) -> Node:
     """A node from a node, an op (reading its own columns), a selector, or column names."""
-    from .base import Op
-
     if isinstance(obj, Node):
         return obj
     if isinstance(obj, Selector):
@@ -151,3 +146,33 @@ def as_node(obj: Any) -> Node:
     raise ConfigError(
         f"cannot use {obj!r} in a feature graph: expected column names, tag(...), an op or a node"
     )
+
+
+# An op in a graph expression: the op contract (``base.py``) knows nothing of graphs, so the
+# operators that build them are given to ``Op`` here.
+
+
+def _fed_by(op: Op, columns: Any) -> Node:
+    """``columns >> op``: the op reads what ``columns`` select."""
+    return as_node(columns) >> op
+
+
+def _feeds(op: Op, other: Any) -> Node:
+    """``op >> other``: ``other`` reads what the op writes."""
+    return as_node(op) >> other
+
+
+def _plus(op: Op, other: Any) -> Node:
+    """``op + other``: both outputs, side by side."""
+    return as_node(op) + other
+
+
+def _after(op: Op, other: Any) -> Node:
+    """``other + op``."""
+    return as_node(other) + op
+
+
+Op.__rrshift__ = _fed_by  # type: ignore[attr-defined]
+Op.__rshift__ = _feeds  # type: ignore[attr-defined]
+Op.__add__ = _plus  # type: ignore[attr-defined]
+Op.__radd__ = _after  # type: ignore[attr-defined]

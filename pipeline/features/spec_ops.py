@@ -1,52 +1,41 @@
-"""Workflow-file op entries (``pipeline.config``'s pydantic models) -> feature ops.
+"""Workflow-file op entries -> feature ops.
 
-One table maps each ``op:`` name to its class; parameters pass through by name, so a new op
-needs a config model and a row here, not a new branch in the runner.
+Each op that workflow files may name declares its entry's model (``Spec``, see ``op_spec``) in
+its own module; this registry is read off the ops themselves, so adding an op adds no row here
+and ``pipeline.config`` builds its ``features:`` validation from ``spec_models``.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from .base import Op
-from .bucketize import Bucketize
-from .categorify import Categorify
-from .categorify_combo import CategorifyCombo
-from .clip import Clip
-from .difference_lag import DifferenceLag
-from .fill import FillMissing
-from .fill_median import FillMedian
-from .hash_bucket import HashBucket
-from .hashed_cross import HashedCross
-from .join_groupby import JoinGroupby
-from .log_op import LogOp
-from .minmax import NormalizeMinMax
-from .normalize import Normalize
-from .target_encoding import TargetEncoding
-from .user_function import UserFunction
-
-SPEC_OPS: dict[str, type[Op]] = {
-    "categorify": Categorify,
-    "categorify_combo": CategorifyCombo,
-    "normalize": Normalize,
-    "fill_missing": FillMissing,
-    "target_encoding": TargetEncoding,
-    "fill_median": FillMedian,
-    "normalize_minmax": NormalizeMinMax,
-    "log": LogOp,
-    "clip": Clip,
-    "bucketize": Bucketize,
-    "hash_bucket": HashBucket,
-    "hashed_cross": HashedCross,
-    "join_groupby": JoinGroupby,
-    "difference_lag": DifferenceLag,
-    "user_function": UserFunction,
-}
+from . import ops  # noqa: F401 - importing the package registers every op
+from .base import Op, op_types
+from .op_spec import OpSpec
 
 
-def op_from_spec(spec: Any) -> Op:
-    """The op for one validated ``features`` entry (a pydantic model with an ``op`` field)."""
-    params = spec.model_dump(exclude={"op"})
-    if spec.op == "difference_lag":
-        params["partition_col"] = params.pop("columns")[0]
-    return SPEC_OPS[spec.op](**params)
+def _declared() -> dict[str, type[Op]]:
+    """Every op that declares its own ``Spec``, by the entry's ``op`` name (sorted)."""
+    found: dict[str, type[Op]] = {}
+    for cls in op_types().values():
+        spec = cls.__dict__.get("Spec")
+        if spec is None:
+            continue
+        name = spec.op_name()
+        if name in found:
+            raise TypeError(f"{found[name].__name__} and {cls.__name__} both declare the "
+                            f"workflow-file op {name!r}")
+        found[name] = cls
+    return dict(sorted(found.items()))
+
+
+SPEC_OPS: dict[str, type[Op]] = _declared()
+"""Each workflow-file ``op:`` name -> its op class."""
+
+
+def spec_models() -> dict[str, type[OpSpec]]:
+    """Each workflow-file ``op:`` name -> the model its entries are validated against."""
+    return {name: cls.__dict__["Spec"] for name, cls in SPEC_OPS.items()}
+
+
+def op_from_spec(spec: OpSpec) -> Op:
+    """The op for one validated ``features`` entry."""
+    return SPEC_OPS[spec.op_name()](**spec.op_params())

@@ -16,11 +16,11 @@ from pipeline.errors import ConfigError, DataError
 from . import persist
 from .backend import float_values, is_frame
 from .base import ColumnSchema, NotFittedError, Op
-from .categorify import Categorify
-from .fill import fill_column
 from .fitting import FitPass, reduce_stats, transform_data
 from .fitting import output_meta as _output_meta
 from .graph import Node, as_node
+from .ops.categorify import Categorify
+from .ops.fill import fill_column
 from .plan import Plan, compile_graph, compile_list
 from .schema import check_columns, input_schema, output_schema
 

@@ -1,0 +1,1 @@
+"""Building blocks that several ops share: base classes, input checks, list-column codecs."""
