@@ -64,13 +64,40 @@ class LabelSpec(_Strict):
 
 
 class SplitSpec(_Strict):
-    """Temporal split: the last ``holdout_days`` are held out for evaluation. Before them lie
-    ``label_windows`` consecutive windows of ``label_days``; for each, the ranker learns to predict
-    the window's interactions from the history before it (stacked windows: more training users)."""
+    """Temporal split: the last ``holdout_fraction`` of the interactions (or the last
+    ``holdout_days``) are held out for evaluation. Before them lie ``label_windows`` consecutive
+    windows, each as large as the holdout (or ``label_days`` long); for each, the ranker learns
+    to predict the window's relevant interactions from the history before it, so it learns the
+    horizon it is judged on. ``auto`` takes as many windows as it needs for
+    ``min_training_users`` (user, window) queries: a log whose users come in bursts (a film site)
+    needs more windows than one whose users come back every week. Metrics are reported over the
+    whole holdout (the long horizon) and its first ``short_days`` (the short one)."""
 
-    holdout_days: float = Field(14.0, gt=0)
-    label_days: float = Field(14.0, gt=0)
-    label_windows: int = Field(4, ge=1)
+    holdout_fraction: float | None = Field(None, gt=0, lt=0.5)
+    holdout_days: float | None = Field(None, gt=0)
+    label_days: float | None = Field(None, gt=0, description="default: windows hold as many "
+                                     "interactions as the holdout")
+    label_windows: int | Literal["auto"] = Field(
+        "auto", description="auto: add windows back in time until they hold "
+        "min_training_users users (at most max_label_windows)")
+    min_training_users: int = Field(4000, ge=1)
+    max_label_windows: int = Field(12, ge=1)
+    short_days: float = Field(7.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_holdout(self) -> SplitSpec:
+        if self.holdout_fraction is not None and self.holdout_days is not None:
+            raise ValueError("give split.holdout_fraction or split.holdout_days, not both")
+        return self
+
+    @property
+    def by_fraction(self) -> bool:
+        """Whether the holdout is a share of the interactions (the default: 10%)."""
+        return self.holdout_days is None
+
+    @property
+    def fraction(self) -> float:
+        return self.holdout_fraction if self.holdout_fraction is not None else 0.1
 
 
 _OP_MODELS: dict[str, type[BaseModel]] = dict(spec_models())
@@ -91,8 +118,8 @@ class CooccurrenceSpec(_Strict):
 
 
 class RepeatSpec(_Strict):
-    """The user's own most frequent past items (repeat consumption: groceries, music). With
-    ``filter.exclude_seen`` and no ``seen_window_days`` they are all filtered out again."""
+    """The user's own most frequent past items (repeat consumption: groceries, music). Skipped
+    when ``filter.exclude_seen`` (with no ``seen_window_days``) would remove them all again."""
 
     n: int = Field(50, ge=1)
 
@@ -119,10 +146,28 @@ class EmbeddingSpec(_Strict):
                                         "seed"})
 
 
+class EaseSpec(_Strict):
+    """EASE^R item-item model: each user's ``n`` best items, and its score for every candidate.
+    λ is tuned each night on the last label window over ``lambdas`` (or fixed by ``lambda``);
+    the catalogue is the ``max_items`` most popular items (an ``items x items`` matrix), unless
+    the log has fewer users than that, when all items are kept (the user-side form)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    n: int = Field(100, ge=1)
+    max_items: int = Field(8192, ge=2)
+    lambda_: float | None = Field(None, gt=0, alias="lambda")
+    lambdas: list[float] = Field(
+        default_factory=lambda: [float(v) for v in (1, 3, 10, 30, 100, 300, 1000, 3000, 10000,
+                                                    30000)],
+        min_length=1)
+
+
 class CandidatesSpec(_Strict):
     popularity: PopularitySpec = PopularitySpec()
     cooccurrence: CooccurrenceSpec | None = CooccurrenceSpec()
-    repeat: RepeatSpec | None = None
+    repeat: RepeatSpec | None = RepeatSpec()
+    ease: EaseSpec | None = EaseSpec()
     embedding: EmbeddingSpec | None = None
 
 
@@ -152,7 +197,9 @@ class CategoryCap(_Strict):
 
 
 class FilterSpec(_Strict):
-    exclude_seen: bool = True
+    exclude_seen: bool | Literal["auto"] = Field(
+        "auto", description="auto: exclude seen items unless the log's users come back to "
+        "items (a repeat share of at least 5% of the interactions)")
     seen_window_days: float | None = Field(
         None, gt=0, description="exclude only items seen in the last N days (repeat domains)")
     exclude_items_where: list[ItemCondition] = Field(default_factory=list)
@@ -242,6 +289,18 @@ class NeuralSpec(_Strict):
     score_batch_size: int = Field(65_536, ge=1, description="candidate rows scored at a time")
 
 
+class TrainingRowsSpec(_Strict):
+    """How many training rows the ranker sees, chosen rather than implied by the log: at most
+    ``users_per_window`` users of each label window (those with a relevant interaction in it,
+    sampled with the ranker's seed), all their positive candidates and at most
+    ``negatives_per_positive`` negatives per positive (``min_negatives`` at least), drawn from
+    the generators' candidates."""
+
+    users_per_window: int = Field(20_000, ge=1)
+    negatives_per_positive: int = Field(10, ge=1)
+    min_negatives: int = Field(30, ge=0)
+
+
 class RankerSpec(_Strict):
     model: Literal["xgboost", "dlrm", "dcn"] = "xgboost"
     objective: Literal["binary:logistic", "rank:ndcg", "rank:pairwise"] = "binary:logistic"
@@ -250,6 +309,7 @@ class RankerSpec(_Strict):
     validation_fraction: float = Field(0.2, gt=0, lt=1)
     params: dict[str, float | int | str] = Field(default_factory=dict)
     seed: int = 0
+    rows: TrainingRowsSpec = TrainingRowsSpec()
     warm_start: bool = Field(False, description="continue from the newest earlier night's "
                              "model (its features must equal today's)")
     tuning: TuningSpec = TuningSpec()
@@ -296,18 +356,15 @@ BaselineName = Literal["popularity", "repeat", "itemknn", "ease", "logistic"]
 
 
 class EvaluationSpec(_Strict):
-    """Holdout evaluation: the ranker over ``seeds`` seeds beside the baselines."""
+    """Holdout evaluation: the ranker over ``seeds`` seeds beside the baselines. With
+    ``publish_best`` the night publishes the lists of whichever scored best on the holdout's
+    long horizon: the ranker's, or a baseline's when one beats it."""
 
     k: int = Field(10, ge=1)
     seeds: int = Field(1, ge=1, le=50, description="ranker trainings per night (mean ± std)")
     baselines: list[BaselineName] = Field(
         default_factory=lambda: ["popularity", "repeat", "itemknn", "ease", "logistic"])
-    knn_neighbors: int = Field(100, ge=1, description="item-kNN: neighbours kept per item")
-    ease_lambdas: list[float] = Field(
-        default_factory=lambda: [100.0, 300.0, 1000.0], min_length=1,
-        description="EASE^R: starting λ grid, widened while its best end still improves")
-    ease_max_items: int = Field(10_000, ge=1, description="EASE^R: most popular items kept "
-                                "(a dense items x items matrix)")
+    publish_best: bool = True
 
 
 class PublishSpec(_Strict):

@@ -20,6 +20,7 @@ import dask
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from pipeline.io import ITEM, USER
 
@@ -147,3 +148,22 @@ def click_metrics(
     if probabilities:
         out["logloss"] = float(computed[3]["loss"]) / rows if rows else float("nan")
     return out
+
+
+def block_ndcg(scores: np.ndarray, truth: sp.csr_matrix, k: int) -> float:
+    """Mean NDCG@k of the top ``k`` of each row of a dense score block against the binary
+    ``truth`` matrix (same shape; rows without a relevant item are skipped). Scores of -inf are
+    never listed (excluded items)."""
+    relevant = np.diff(truth.indptr)
+    rows = np.flatnonzero(relevant > 0)
+    if len(rows) == 0:
+        return 0.0
+    scores, truth = scores[rows], truth[rows]
+    k = min(k, scores.shape[1])
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    picked = np.take_along_axis(scores, part, axis=1)
+    best = np.take_along_axis(part, np.argsort(-picked, axis=1, kind="stable"), axis=1)
+    hits = np.asarray(truth[np.arange(len(rows))[:, None], best].todense(), dtype=np.float64)
+    hits *= np.isfinite(np.take_along_axis(scores, best, axis=1))
+    dcg = hits @ (1.0 / np.log2(np.arange(2, k + 2)))
+    return float((dcg / _ideal_dcg(relevant[rows], k)).mean())

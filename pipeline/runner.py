@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import inspect
 import json
 import logging
 import shutil
@@ -22,35 +21,41 @@ from typing import Any
 
 import dask
 import dask.dataframe as dd
+import numpy as np
 import pandas as pd
 from distributed import Client
 
-from pipeline.candidates.bpr import fit_retrieval
 from pipeline.candidates.context import NightContext
-from pipeline.candidates.cooccurrence import fit_cooccurrence
-from pipeline.candidates.popularity import fit_popularity
+from pipeline.candidates.fit import CutoffInputs, fit_context, tune_ease_lambda
 from pipeline.candidates.rules import fallback_items, resolve_rules
 from pipeline.config import WorkflowSpec
 from pipeline.errors import ConfigError, DataError
 from pipeline.incremental import plan_night
-from pipeline.io import DAY, ITEM, RATING, TIME, USER, read_interactions, read_side_table
+from pipeline.io import ITEM, TIME, USER, read_interactions, read_side_table, with_relevance
 from pipeline.manifest import MANIFEST, Manifest, utc_now
 from pipeline.progress import Progress
 from pipeline.rankers.ranker import train_ranker
 from pipeline.rankers.tuning import tune_xgboost
-from pipeline.recommend.batch import write_recommendations
+from pipeline.recommend.batch import RANKER, write_recommendations
 from pipeline.recommend.reorder import ReorderPlan, resolve_reorder
 from pipeline.rows.build import (
+    LabelWindows,
+    known_window_users,
     load_feature_workflow,
     map_user_partitions,
     ranker_feature_columns,
     training_partition,
 )
-from pipeline.rows.signals import SIGNAL_FEATURES
+from pipeline.rows.signals import BASE_SIGNALS
+from pipeline.split import HOUR, plan_split, window_bounds
 
 log = logging.getLogger(__name__)
 
 STAGES = ("prepare", "features", "train", "evaluate", "recommend", "publish")
+# A log whose users come back to items this often keeps seen items as candidates (exclude_seen:
+# auto): a film is rated once, a grocery staple is bought again and again.
+REPEAT_SHARE_KEEPS_SEEN = 0.05
+LAMBDA_CARRY_GROWTH = 0.05  # an incremental night re-tunes EASE^R's λ past this log growth
 
 
 @dataclass(frozen=True)
@@ -61,9 +66,9 @@ class RunPaths:
     def events(self) -> Path:
         return self.root / "events"
 
-    @property
-    def workflow(self) -> Path:
-        return self.root / "features" / "workflow"
+    def workflow_at(self, cutoff: int) -> Path:
+        """The feature workflow fitted on the history before ``cutoff``."""
+        return self.root / "features" / f"cutoff-{cutoff}"
 
     @property
     def model(self) -> Path:
@@ -186,128 +191,138 @@ class NightlyRun:
             self._side = (tables[0], tables[1])
         return self._side
 
-    def _context(self, cutoff: int) -> NightContext:
-        cand = self.spec.candidates
-        events = self._events()
-        popular = fit_popularity(events, cutoff, cand.popularity.recent_days).items
-        neighbours = None
-        if cand.cooccurrence is not None and len(popular):
-            neighbours = fit_cooccurrence(events, cutoff, pd.Index(popular[ITEM]),
-                                          cand.cooccurrence.neighbors)
-        embedding_dir = None
-        if cand.embedding is not None:
-            params = cand.embedding.model_params()
-            embedding_dir = str(fit_retrieval(events, cutoff, params,
-                                              self.paths.retrieval(cutoff), TIME))
+    def _cutoff_inputs(self, with_lambda: bool = True) -> CutoffInputs:
+        prepared = self.manifest.stage("prepare")
         users, items = self._side_tables()
-        return NightContext(
-            cutoff=cutoff, popular=popular, neighbours=neighbours, users=users, items=items,
-            workflow_dir=str(self.paths.workflow), candidates=cand,
-            exclude_seen=self.spec.filter.exclude_seen, k=self.spec.recommend.k,
-            seen_window_days=self.spec.filter.seen_window_days, embedding_dir=embedding_dir,
-        )
+        lam = self.manifest.stage("train").get("ease", {}).get("lambda") if with_lambda else None
+        return CutoffInputs(
+            candidates=self.spec.candidates, exclude_seen=bool(prepared["exclude_seen"]),
+            seen_window_days=self.spec.filter.seen_window_days, k=self.spec.recommend.k,
+            users=users, items=items, ease_lambda=lam)
 
-    def _serving_context(self, ctx: NightContext) -> tuple[NightContext, ReorderPlan | None]:
-        """``ctx`` plus the business rules, and the reorder plan: both shape the nightly lists
-        only (training and holdout evaluation see the same candidates and features without
-        them)."""
+    def _context(self, cutoff: int, lam: float | None = None) -> NightContext:
+        """Every generator fitted on the history before ``cutoff``, with the feature workflow
+        fitted as of the same cutoff."""
+        inputs = self._cutoff_inputs(with_lambda=lam is None)
+        if lam is not None:
+            inputs = dataclasses.replace(inputs, ease_lambda=lam)
+        return fit_context(self._events(), cutoff, inputs, self.paths.workflow_at(cutoff),
+                           self.paths.retrieval(cutoff))
+
+    def _serving_context(self, cutoff: int) -> tuple[NightContext, ReorderPlan | None]:
+        """The context of ``cutoff`` plus the business rules, and the reorder plan: both shape
+        the nightly lists only (training and holdout evaluation see the same candidates and
+        features without them)."""
         items, source = None, "(no data.items)"
         if self.spec.data.items is not None:
             source = str(self.spec.data.items.path)
             items = read_side_table(self.spec.data.items, ITEM, "data.items").compute()
         rules = resolve_rules(self.spec.filter, items, source, self.date)
-        return (dataclasses.replace(ctx, rules=rules),
+        return (dataclasses.replace(self._context(cutoff), rules=rules),
                 resolve_reorder(self.spec.reorder, items, source))
+
+    def _cutoffs(self) -> list[int]:
+        """Every cutoff the night fits statistics at, oldest first: the label windows' starts,
+        the holdout's start, and the end of the log (the lists it publishes)."""
+        split = self._split()
+        return [*reversed(split["label_starts"]), split["holdout_start"],
+                split["last_event"] + 1]
+
+    def _features(self) -> list[str]:
+        split = self._split()
+        workflow = load_feature_workflow(self.paths.workflow_at(split["holdout_start"]))
+        return ranker_feature_columns(workflow, self.spec.candidates, self._repeat_on())
+
+    def _repeat_on(self) -> bool:
+        exclude = bool(self.manifest.stage("prepare")["exclude_seen"])
+        return self.spec.candidates.repeat is not None and not (
+            exclude and self.spec.filter.seen_window_days is None)
 
     # -- stages ------------------------------------------------------------------------------
     def prepare(self) -> dict[str, Any]:
-        """Read the log, add the relevance label, repartition by user, fix the split times."""
+        """Read the log, add the relevance label, repartition by user, fix the split times and
+        decide whether seen items stay candidates."""
         spec = self.spec
         _fetch_if_configured(spec)
-        events = read_interactions(spec.data.interactions)
-        label = spec.label
-        if label.column != RATING or spec.data.interactions.columns.rating is None:
-            raise ConfigError(
-                f"label.column is '{label.column}' but data.interactions.columns has no rating "
-                "mapping; add 'rating: <column>' under data.interactions.columns"
-            )
-        events = events.assign(**{label.name: (events[RATING] >= label.min_value)
-                                  .astype("int8")})
+        events = with_relevance(read_interactions(spec.data.interactions), spec)
         n_parts = max(events.npartitions, len(self.client.scheduler_info()["workers"]))
         events = events.shuffle(on=USER, npartitions=n_parts)
         shutil.rmtree(self.paths.events, ignore_errors=True)
         events.to_parquet(self.paths.events, write_index=False)
         events = self._events()
-        rows, t_min, t_max, n_users, n_items = dask.compute(
+        rows, t_min, t_max, n_users, n_items, pairs, hourly = dask.compute(
             events.shape[0], events[TIME].min(), events[TIME].max(),
             events[USER].nunique(), events[ITEM].nunique(),
+            events[[USER, ITEM]].map_partitions(lambda part: len(part.drop_duplicates()),
+                                                meta=("pairs", "int64")).sum(),
+            (events[TIME] // HOUR).value_counts(),
         )
         if rows == 0:
             raise DataError(f"data.interactions: {spec.data.interactions.path} has no rows")
-        holdout_start = int(t_max) - int(spec.split.holdout_days * DAY)
-        window = int(spec.split.label_days * DAY)
-        label_starts = [holdout_start - window * (w + 1) for w in range(spec.split.label_windows)]
-        if label_starts[-1] <= int(t_min):
-            raise ConfigError(
-                f"split: the log spans {(t_max - t_min) / DAY:.1f} days, too short for "
-                f"holdout_days={spec.split.holdout_days} plus {spec.split.label_windows} "
-                f"label window(s) of label_days={spec.split.label_days}; lower them"
-            )
-        split = {"first_event": int(t_min), "label_starts": label_starts,
-                 "label_start": label_starts[-1], "holdout_start": holdout_start,
-                 "last_event": int(t_max)}
+        bounds = window_bounds(spec.split, hourly, int(t_min), int(t_max))
+        window_users = events.map_partitions(
+            _window_user_counts, bounds, spec.label.name,
+            meta=pd.DataFrame({"window": pd.Series(dtype="int64"),
+                               "users": pd.Series(dtype="int64")}),
+        ).groupby("window")["users"].sum().compute().sort_index()
+        split = plan_split(spec.split, bounds, [int(v) for v in window_users.to_numpy()],
+                           int(t_min), int(t_max))
+        repeat_share = 1.0 - int(pairs) / int(rows)
+        exclude_seen = spec.filter.exclude_seen
+        if exclude_seen == "auto":
+            exclude_seen = repeat_share < REPEAT_SHARE_KEEPS_SEEN
+        log.info("%d events, %.1f%% of them repeats: seen items %s", rows, 100 * repeat_share,
+                 "excluded" if exclude_seen else "stay candidates")
         return {"rows": int(rows), "users": int(n_users), "items": int(n_items),
-                "partitions": n_parts, "split": split,
+                "partitions": n_parts, "split": split, "repeat_share": round(repeat_share, 6),
+                "exclude_seen": bool(exclude_seen),
                 "inputs": {"interactions": str(spec.data.interactions.path)}}
 
     def fit_features(self) -> dict[str, Any]:
-        """Fit the feature workflow on the history before the first label window (no leakage)."""
+        """Fit the feature workflow as of every cutoff (point in time: a window's rows are
+        encoded with statistics of the history before it, the published lists with all of it):
+        the first cutoff from scratch, each later one by merging the events since the one
+        before (incremental nights start from the base night's workflows)."""
         from pipeline.features import Workflow
 
-        label_start = self._split()["label_start"]
+        cutoffs = self._cutoffs()
         base = self._incremental_base()
-        refused = None
-        if base is not None:
-            updated = self._update_features(base, label_start)
-            if isinstance(updated, dict):
-                return updated
-            refused = updated
-        history = self._history(None, label_start)
-        _check_op_columns(self.spec, set(history.columns) | set(SIGNAL_FEATURES))
-        workflow = Workflow(build_ops(self.spec))
-        workflow.fit(history)
-        shutil.rmtree(self.paths.workflow, ignore_errors=True)
-        workflow.save(self.paths.workflow)
-        return {"fit_rows": int(history.shape[0].compute()), "updated_from": None,
-                "update_refused": refused, "output_schema": workflow.output_schema}
-
-    def _update_features(self, base: Path, label_start: int) -> dict[str, Any] | str:
-        """Incremental night: merge the statistics of the events the base night's fit had not
-        seen (its label start to ours) into its saved workflow. A string: why it could not (the
-        feature workflow or one of its ops cannot update), and the caller refits in full."""
-        from pipeline.features import Workflow
-
-        if "update" not in inspect.signature(Workflow.fit).parameters:
-            reason = "Workflow.fit(update=True) is not available"
-            log.warning("incremental night: %s; refitting the feature statistics in full",
-                        reason)
-            return reason
-        since = _manifest_of(base)["stages"]["prepare"]["split"]["label_start"]
-        history = self._history(since, label_start)
-        _check_op_columns(self.spec, set(history.columns) | set(SIGNAL_FEATURES))
-        workflow = Workflow.load(base / "features" / "workflow")
-        rows = int(history.shape[0].compute())
-        if rows:
-            try:
-                workflow.fit(history, update=True)
-            except ConfigError as exc:
-                log.warning("incremental night: %s; refitting the feature statistics in full",
-                            exc)
-                return str(exc)
-        shutil.rmtree(self.paths.workflow, ignore_errors=True)
-        workflow.save(self.paths.workflow)
-        return {"fit_rows": rows, "updated_from": str(base),
+        base_cutoffs = _manifest_cutoffs(base) if base is not None else []
+        _check_op_columns(self.spec, set(self._history(None, cutoffs[0]).columns)
+                          | set(BASE_SIGNALS))
+        fitted: list[dict[str, Any]] = []
+        previous: tuple[int, Path] | None = None
+        for i, cutoff in enumerate(cutoffs):
+            out = self.paths.workflow_at(cutoff)
+            start = previous
+            if i < len(base_cutoffs) and base_cutoffs[i] <= cutoff:
+                start = (base_cutoffs[i], base / "features" / f"cutoff-{base_cutoffs[i]}")
+            workflow, rows, mode = self._fit_workflow(Workflow, start, cutoff)
+            shutil.rmtree(out, ignore_errors=True)
+            workflow.save(out)
+            fitted.append({"cutoff": cutoff, "rows": rows, "mode": mode})
+            previous = (cutoff, out)
+        return {"cutoffs": fitted, "fit_rows": sum(f["rows"] for f in fitted),
                 "output_schema": workflow.output_schema}
+
+    def _fit_workflow(self, workflow_type: Any, start: tuple[int, Path] | None,
+                      cutoff: int) -> tuple[Any, int, str]:
+        """The workflow as of ``cutoff``: ``start`` (a cutoff and its saved workflow) updated
+        with the events since, or a full fit when there is none or an op cannot update."""
+        if start is not None:
+            history = self._history(start[0], cutoff)
+            workflow = workflow_type.load(start[1])
+            rows = int(history.shape[0].compute())
+            try:
+                if rows:
+                    workflow.fit(history, update=True)
+                return workflow, rows, "update"
+            except ConfigError as exc:
+                log.warning("feature workflow at %d: %s; refitting it in full", cutoff, exc)
+        history = self._history(None, cutoff)
+        workflow = workflow_type(build_ops(self.spec))
+        workflow.fit(history)
+        return workflow, int(history.shape[0].compute()), "full"
 
     def _history(self, since: int | None, until: int) -> dd.DataFrame:
         """Events in ``[since, until)`` joined with the user and item attributes."""
@@ -329,17 +344,23 @@ class NightlyRun:
         return Path(plan["base"]) if plan.get("mode") == "incremental" else None
 
     def train(self) -> dict[str, Any]:
-        """Stack one block of labelled candidate rows per label window, then train."""
+        """Tune EASE^R's λ on the newest label window, build every window's training rows in
+        one pass over the user partitions (a chosen number of users per window, capped
+        negatives), then train the ranker on them."""
         split = self._split()
-        workflow = load_feature_workflow(self.paths.workflow)
-        features = ranker_feature_columns(workflow, self.spec.candidates)
-        ends = [split["holdout_start"], *split["label_starts"][:-1]]
-        blocks = [
-            map_user_partitions(self._events(), training_partition, self._context(start), end,
-                                features, self.spec.ranker.validation_fraction)
-            for start, end in zip(split["label_starts"], ends, strict=True)
-        ]
-        rows = dd.concat(blocks)
+        ease = self._ease_lambda(split)
+        lam = ease.get("lambda") if ease else None
+        starts = split["label_starts"]
+        ends = [split["holdout_start"], *starts[:-1]]
+        contexts = [self._context(start, lam) for start in starts]
+        features = self._features()
+        ranker = self.spec.ranker
+        counts = split["window_users"]
+        shares = tuple(min(1.0, ranker.rows.users_per_window / max(int(c), 1)) for c in counts)
+        windows = LabelWindows(tuple(contexts), tuple(ends), shares, tuple(features),
+                               self.spec.label.name, ranker.rows, ranker.seed,
+                               ranker.validation_fraction)
+        rows = map_user_partitions(self._events(), training_partition, windows)
         # Kept for the evaluate stage (extra seeds, logistic regression): built once.
         shutil.rmtree(self.paths.root / "train_rows", ignore_errors=True)
         rows.to_parquet(self.paths.root / "train_rows", write_index=False)
@@ -347,47 +368,88 @@ class NightlyRun:
         base = self._incremental_base()  # incremental: go on from the last good model
         warm = base / "model" if base is not None else None
         tuning: dict[str, Any] | None = None
-        if self.spec.ranker.tuning.n_trials:
-            report, tuning = tune_xgboost(self.client, rows, features, self.spec.ranker,
+        workflow = load_feature_workflow(self.paths.workflow_at(split["holdout_start"]))
+        if ranker.tuning.n_trials:
+            report, tuning = tune_xgboost(self.client, rows, features, ranker,
                                           self.paths.model, warm_start=warm)
         else:
             report = train_ranker(self.client, rows, features, workflow.output_schema,
-                                  self.spec.ranker, self.paths.model, warm_start=warm)
-        return {"model": str(self.paths.model), "ranker": self.spec.ranker.model,
-                "features": features, "warm_start": str(warm) if warm else None,
+                                  ranker, self.paths.model, warm_start=warm)
+        return {"model": str(self.paths.model), "ranker": ranker.model, "features": features,
+                "warm_start": str(warm) if warm else None, "ease": ease,
+                "window_users": [int(c) for c in counts],
+                "user_shares": [round(s, 6) for s in shares],
                 **report.__dict__, "tuning": tuning}
+
+    def _ease_lambda(self, split: dict[str, Any]) -> dict[str, Any] | None:
+        """EASE^R's λ: fixed in the workflow, carried over from the base night when the log
+        barely grew, or tuned on the newest label window."""
+        ease = self.spec.candidates.ease
+        if ease is None:
+            return None
+        if ease.lambda_ is not None:
+            return {"lambda": ease.lambda_, "source": "workflow"}
+        carried = self._carried_lambda()
+        if carried is not None:
+            return carried
+        tuned = tune_ease_lambda(self._events(), split["label_starts"][0],
+                                 split["holdout_start"], self.spec.label.name,
+                                 self.spec.candidates,
+                                 bool(self.manifest.stage("prepare")["exclude_seen"]),
+                                 self.spec.evaluation.k)
+        return {**tuned, "source": "tuned"}
+
+    def _carried_lambda(self) -> dict[str, Any] | None:
+        """The base night's tuned λ, when this night is incremental and its log grew by less
+        than ``LAMBDA_CARRY_GROWTH`` (λ moves with the data's size and density, slowly)."""
+        base = self._incremental_base()
+        if base is None:
+            return None
+        stages = _manifest_of(base).get("stages", {})
+        lam = (stages.get("train", {}).get("ease") or {}).get("lambda")
+        before, now = stages.get("prepare", {}).get("rows"), self.manifest.stage("prepare")["rows"]
+        if lam is None or not before or now > before * (1 + LAMBDA_CARRY_GROWTH):
+            return None
+        return {"lambda": lam, "source": f"carried over from {base.name}"}
 
     def evaluate(self) -> dict[str, Any]:
         """The ranker (over ``evaluation.seeds`` seeds) and every baseline, as lists on the
-        holdout; see ``pipeline.evaluate.night``."""
+        holdout at a short and a long horizon, and which lists the night publishes; see
+        ``pipeline.evaluate.night``."""
         from pipeline.evaluate.night import NightData, evaluate_night
 
         split = self._split()
-        workflow = load_feature_workflow(self.paths.workflow)
-        features = ranker_feature_columns(workflow, self.spec.candidates)
+        holdout = split["holdout_start"]
+        workflow = load_feature_workflow(self.paths.workflow_at(holdout))
 
         def training_rows() -> dd.DataFrame:  # the rows the train stage wrote
             return dd.read_parquet(self.paths.root / "train_rows")
 
-        data = NightData(events=self._events(), split=split, context=self._context,
-                         training_rows=training_rows, features=features,
+        data = NightData(events=self._events(), split=split, context=self._context(holdout),
+                         training_rows=training_rows, features=self._features(),
                          model_dir=self.paths.model, out=self.paths.root / "evaluation",
-                         schema=workflow.output_schema)
+                         schema=workflow.output_schema, relevant=self.spec.label.name)
         return evaluate_night(self.client, self.spec, data)
 
     def recommend(self) -> dict[str, Any]:
-        """Lists for every user as of the end of the log, written as Parquet, with the rows
-        each filter rule removed and each stage's seconds (summed over partitions)."""
+        """Lists for every user as of the end of the log from the source the evaluate stage
+        chose (the ranker, or a baseline that beat it), written as Parquet, with the rows each
+        filter rule removed and each stage's seconds (summed over partitions)."""
         split, k = self._split(), self.spec.recommend.k
-        ctx, reorder = self._serving_context(self._context(split["last_event"] + 1))
+        choice = self.manifest.stage("evaluate").get("choice") or {}
+        source = choice.get("published", RANKER)
+        model = choice.get("model_dir", str(self.paths.model)) if "published" in choice else (
+            str(self.paths.model))
+        ctx, reorder = self._serving_context(split["last_event"] + 1)
         shutil.rmtree(self.paths.lists, ignore_errors=True)
-        stats = write_recommendations(self._events(), ctx, str(self.paths.model), None,
-                                      self.paths.lists, reorder)
+        stats = write_recommendations(self._events(), ctx, model, self.paths.lists, reorder,
+                                      signal=None if model is not None else source)
         fallback = fallback_items(ctx.popular, ctx.rules, k)[[ITEM, "pop_rank"]]
         fallback.to_parquet(self.paths.fallback, index=False)
         users, full = int(stats.get("users", 0)), int(stats.get("full_lists", 0))
         return {"rows": int(stats.get("rows", 0)), "users": users, "full_lists": full,
                 "full_list_share": round(full / users, 6) if users else None, "k": k,
+                "source": source,
                 "filter_removed": {key.split(".", 1)[1]: int(v) for key, v in stats.items()
                                    if key.startswith("removed.")},
                 "stage_seconds": {key.split(".", 1)[1]: round(v, 3) for key, v in stats.items()
@@ -433,6 +495,21 @@ def workflow_fingerprint(spec: WorkflowSpec) -> str:
         dumped["ranker"].pop("neural", None)
     text = json.dumps(dumped, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _manifest_cutoffs(run_dir: Path) -> list[int]:
+    """The cutoffs a finished night fitted its feature workflows at, oldest first."""
+    fitted = _manifest_of(run_dir).get("stages", {}).get("features", {}).get("cutoffs", [])
+    return [int(entry["cutoff"]) for entry in fitted]
+
+
+def _window_user_counts(events: pd.DataFrame, bounds: list[int], relevant: str) -> pd.DataFrame:
+    """How many users of this partition each label window can teach (``known_window_users``);
+    ``bounds``: the holdout's start, then the windows' starts, newest first."""
+    counts = [len(known_window_users(events, start, end, relevant))
+              for start, end in zip(bounds[1:], bounds[:-1], strict=True)]
+    return pd.DataFrame({"window": np.arange(len(counts), dtype=np.int64),
+                         "users": np.array(counts, dtype=np.int64)})
 
 
 def _manifest_of(run_dir: Path) -> dict[str, Any]:

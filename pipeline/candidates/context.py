@@ -1,5 +1,6 @@
 """What every partition of users needs for one cutoff, computed once and broadcast: the
-statistics as of that cutoff, the candidate settings and the filter rules."""
+statistics and models fitted on the history before that cutoff, the candidate settings and the
+filter rules. Nothing in it has seen an event at or after the cutoff."""
 
 from __future__ import annotations
 
@@ -8,15 +9,16 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from pipeline.candidates.ease import EaseModel
 from pipeline.candidates.embedding import EmbeddingIndex, load_embedding_index
 from pipeline.candidates.generators import NeighbourGraph, neighbour_graph
 from pipeline.candidates.rules import FilterRules
 from pipeline.config import CandidatesSpec
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class NightContext:
-    """What every partition needs, computed once and broadcast: statistics as of ``cutoff``."""
+    """Statistics as of ``cutoff``; ``exclude_seen`` is the filter's resolved setting."""
 
     cutoff: int
     popular: pd.DataFrame
@@ -30,6 +32,7 @@ class NightContext:
     seen_window_days: float | None = None
     rules: FilterRules | None = None  # business rules: the nightly lists only
     embedding_dir: str | None = None  # the retrieval model trained on history before cutoff
+    ease: EaseModel | None = None
 
     def embedding_index(self) -> EmbeddingIndex | None:
         """The retrieval model when the embedding generator is on (loaded once per process)."""
@@ -41,4 +44,13 @@ class NightContext:
     def neighbour_graph(self) -> NeighbourGraph | None:
         """The neighbours as a sparse matrix, built on first use in each process (a worker
         keeps its scattered context, so once per worker, not once per partition)."""
-        return neighbour_graph(self.neighbours) if self.neighbours is not None else None
+        if self.neighbours is None or len(self.neighbours) == 0:
+            return None
+        return neighbour_graph(self.neighbours)
+
+    @property
+    def repeat_on(self) -> bool:
+        """Whether the repeat generator can add anything: not when every seen item is
+        filtered out again."""
+        return self.candidates.repeat is not None and not (
+            self.exclude_seen and self.seen_window_days is None)

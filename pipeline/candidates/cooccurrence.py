@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from pipeline.candidates.sorting import lexsort
 from pipeline.io import ITEM, TIME, USER
 
 
@@ -63,20 +64,38 @@ def item_gram(events: dd.DataFrame, cutoff: int, catalogue: pd.Index) -> sp.csr_
 
 
 def top_neighbours(counts: sp.csr_matrix, catalogue: pd.Index, neighbors: int) -> pd.DataFrame:
-    """Cosine-normalise co-occurrence counts and keep each item's ``neighbors`` best."""
+    """Cosine-normalise co-occurrence counts and keep each item's ``neighbors`` best (ties: the
+    lower catalogue position)."""
     norms = np.sqrt(np.asarray(counts.diagonal(), dtype=np.float64))
-    coo = counts.tocoo()
-    off_diagonal = coo.row != coo.col
-    rows, cols = coo.row[off_diagonal], coo.col[off_diagonal]
-    score = coo.data[off_diagonal] / (norms[rows] * norms[cols])
-    table = pd.DataFrame({"row": rows, "col": cols, "cooc_score": score.astype(np.float32)})
-    table = table.sort_values(["row", "cooc_score", "col"], ascending=[True, False, True])
-    table = table.groupby("row", sort=False).head(neighbors)
+    norms[norms == 0] = 1.0
+    cosine = sp.csr_matrix(counts, dtype=np.float64, copy=True)
+    cosine.setdiag(0.0)
+    cosine.eliminate_zeros()
+    rows = np.repeat(np.arange(cosine.shape[0]), np.diff(cosine.indptr))
+    cosine.data /= norms[rows] * norms[cosine.indices]
+    row, col, score, _ = row_top_n(cosine, neighbors)
     values = catalogue.to_numpy()
-    return pd.DataFrame(
-        {
-            ITEM: values[table["row"].to_numpy()],
-            "neighbor_id": values[table["col"].to_numpy()],
-            "cooc_score": table["cooc_score"].to_numpy(),
-        }
-    )
+    return pd.DataFrame({ITEM: values[row], "neighbor_id": values[col],
+                         "cooc_score": score.astype(np.float32)})
+
+
+def row_top_n(matrix: sp.csr_matrix, n: int) -> tuple[np.ndarray, ...]:
+    """Each row's ``n`` largest stored entries, best first (ties: the lower column), as
+    ``(row, col, value, rank)`` arrays: a per-row threshold first (a partition of the padded
+    rows), so the exact sort sees about ``n`` entries per row instead of all of them."""
+    lengths = np.diff(matrix.indptr)
+    row = np.repeat(np.arange(matrix.shape[0]), lengths)
+    col, data = matrix.indices, matrix.data
+    width = int(lengths.max()) if len(lengths) else 0
+    if width > n:
+        dense = np.full((matrix.shape[0], width), -np.inf)
+        dense[row, np.arange(len(row)) - matrix.indptr[row]] = data
+        threshold = np.partition(dense, width - n, axis=1)[:, width - n]
+        kept = data >= threshold[row]  # the best n, and any ties with the n-th
+        row, col, data = row[kept], col[kept], data[kept]
+    order = lexsort((col, -data, row))
+    row, col, data = row[order], col[order], data[order]
+    starts = np.r_[0, np.cumsum(np.bincount(row, minlength=matrix.shape[0]))[:-1]]
+    rank = np.arange(len(row)) - starts[row] + 1
+    keep = rank <= n
+    return row[keep], col[keep], data[keep], rank[keep]

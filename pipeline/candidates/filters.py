@@ -36,22 +36,42 @@ def pairs_isin(users: np.ndarray, items: np.ndarray, pairs: pd.DataFrame) -> np.
 
 
 def pair_counts(users: np.ndarray, items: np.ndarray, pairs: pd.DataFrame) -> np.ndarray:
-    """For each (users[i], items[i]): how many rows of ``pairs`` hold it (int64).
+    """For each (users[i], items[i]): how many rows of ``pairs`` hold it (int64)."""
+    return pair_stats(users, items, pairs)[0]
 
-    Integer ids: counts of the sorted int64 keys, looked up with ``searchsorted``; other id
+
+def pair_stats(users: np.ndarray, items: np.ndarray, pairs: pd.DataFrame,
+               time: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """For each (users[i], items[i]): how many rows of ``pairs`` hold it (int64) and, with
+    ``time``, the latest of their ``time`` values (NaN where none).
+
+    Integer ids: the sorted int64 keys of ``pairs``, looked up with ``searchsorted``; other id
     types: a groupby and a join on the two columns.
     """
     if len(users) == 0 or len(pairs) == 0:
-        return np.zeros(len(users), dtype=np.int64)
+        return (np.zeros(len(users), dtype=np.int64),
+                np.full(len(users), np.nan) if time is not None else None)
     left = pair_keys(users, items)
     right = pair_keys(pairs[USER].to_numpy(), pairs[ITEM].to_numpy())
     if left is not None and right is not None:
-        keys, counts = np.unique(right, return_counts=True)
-        at = np.minimum(np.searchsorted(keys, left), len(keys) - 1)
-        return np.where(keys[at] == left, counts[at], 0).astype(np.int64)
-    sizes = pairs.groupby([USER, ITEM]).size().rename("_n")
-    probe = pd.DataFrame({USER: users, ITEM: items}).join(sizes, on=[USER, ITEM])
-    return probe["_n"].fillna(0).to_numpy(dtype=np.int64)
+        order = np.argsort(right, kind="stable")
+        keys = right[order]
+        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+        unique, counts = keys[starts], np.diff(np.r_[starts, len(keys)])
+        at = np.minimum(np.searchsorted(unique, left), len(unique) - 1)
+        found = unique[at] == left
+        count = np.where(found, counts[at], 0).astype(np.int64)
+        if time is None:
+            return count, None
+        latest = np.maximum.reduceat(pairs[time].to_numpy(dtype=np.float64)[order], starts)
+        return count, np.where(found, latest[at], np.nan)
+    grouped = pairs.groupby([USER, ITEM])
+    table = grouped.size().rename("_n").to_frame()
+    if time is not None:
+        table["_last"] = grouped[time].max().astype(np.float64)
+    probe = pd.DataFrame({USER: users, ITEM: items}).join(table, on=[USER, ITEM])
+    count = probe["_n"].fillna(0).to_numpy(dtype=np.int64)
+    return count, (probe["_last"].to_numpy(dtype=np.float64) if time is not None else None)
 
 
 def seen_pairs(history: pd.DataFrame, cutoff: int, window_days: float | None) -> pd.DataFrame:

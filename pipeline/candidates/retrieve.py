@@ -1,15 +1,26 @@
-"""Stages 1 and 2 for one partition of users: every configured generator merged (retrieve),
-then the seen rule and the business rules (filter)."""
+"""Stages 1 and 2 for one chunk of users: every configured generator merged (retrieve), then the
+seen rule and the business rules (filter). Retrieval keeps the generators' score tables so that
+every candidate can carry every generator's score, not only the generator that proposed it."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from pipeline.candidates.context import NightContext
+from pipeline.candidates.ease import EaseScores
+from pipeline.candidates.embedding import EmbeddingIndex
 from pipeline.candidates.filters import pairs_isin, seen_pairs
 from pipeline.candidates.generators import (
-    cooccurrence_candidates,
+    SOURCE_COOCCURRENCE,
+    SOURCE_EASE,
+    SOURCE_EMBEDDING,
+    SOURCE_POPULARITY,
+    SOURCE_REPEAT,
+    CooccurrenceScores,
+    cooccurrence_scores,
     merge_candidates,
     popularity_candidates,
     repeat_candidates,
@@ -18,37 +29,52 @@ from pipeline.candidates.rules import RULE_SEEN
 from pipeline.io import ITEM, TIME, USER
 
 
-def target_users(events: pd.DataFrame, cutoff: int, window_end: int | None) -> np.ndarray:
-    """Users with an event in ``[cutoff, window_end)`` (everyone when ``window_end`` is None),
-    sorted."""
+def target_users(events: pd.DataFrame, cutoff: int, window_end: int | None,
+                 relevant: str | None = None) -> np.ndarray:
+    """Users with an event in ``[cutoff, window_end)`` (with ``relevant``: a relevant one),
+    sorted; everyone when ``window_end`` is None."""
     if window_end is None:
         users = events[USER]
     else:
         in_window = (events[TIME] >= cutoff) & (events[TIME] < window_end)
+        if relevant is not None:
+            in_window &= events[relevant].to_numpy() > 0
         users = events.loc[in_window, USER]
     return np.sort(users.unique())
 
 
-def retrieve(users: np.ndarray, history: pd.DataFrame, ctx: NightContext,
-             rank: bool = True) -> pd.DataFrame:
-    """Stage 1: every configured generator, merged on (user, item) with ``source``."""
+@dataclass(frozen=True, eq=False)
+class Retrieved:
+    """Merged candidates (``user_id, item_id``, one rank column per generator, ``source``) and
+    the score tables behind them, for scoring any candidate with any generator."""
+
+    rows: pd.DataFrame
+    ease: EaseScores | None
+    cooccurrence: CooccurrenceScores | None
+    embedding: EmbeddingIndex | None
+
+
+def retrieve(users: np.ndarray, history: pd.DataFrame, ctx: NightContext) -> Retrieved:
+    """Stage 1: every configured generator for ``users`` (sorted) from their ``history``."""
     spec = ctx.candidates
-    by_pop = popularity_candidates(users, ctx.popular, spec.popularity.n)
-    by_cooc = pd.DataFrame({USER: by_pop[USER].iloc[:0], ITEM: by_pop[ITEM].iloc[:0],
-                            "cooc_score": np.float32(), "cooc_rank": np.int64()})
-    if rank and ctx.neighbours is not None and spec.cooccurrence is not None:
-        by_cooc = cooccurrence_candidates(history, ctx.neighbours,
-                                          spec.cooccurrence.recent_items, spec.cooccurrence.n,
-                                          ctx.neighbour_graph)
-    by_repeat = None
-    if rank and spec.repeat is not None:
-        by_repeat = repeat_candidates(history, spec.repeat.n)
-    by_embedding = None
-    index = ctx.embedding_index() if rank else None
+    found = {SOURCE_POPULARITY: popularity_candidates(users, ctx.popular, spec.popularity.n)}
+    cooccurrence = None
+    if spec.cooccurrence is not None and ctx.neighbour_graph is not None:
+        cooccurrence = cooccurrence_scores(history, ctx.neighbour_graph,
+                                           spec.cooccurrence.recent_items)
+        found[SOURCE_COOCCURRENCE] = cooccurrence.top_n(spec.cooccurrence.n)
+    if ctx.repeat_on:
+        found[SOURCE_REPEAT] = repeat_candidates(history, spec.repeat.n)
+    ease = None
+    if spec.ease is not None and ctx.ease is not None:
+        ease = ctx.ease.block(users, history)
+        found[SOURCE_EASE] = ease.top_n(spec.ease.n, ctx.exclude_seen and
+                                        ctx.seen_window_days is None)
+    index = ctx.embedding_index()
     if index is not None:
-        by_embedding = index.top_n(users, spec.embedding.n, spec.embedding.search,
-                                   spec.embedding.faiss_min_items)
-    return merge_candidates(by_pop, by_cooc, by_repeat, by_embedding)
+        found[SOURCE_EMBEDDING] = index.top_n(users, spec.embedding.n, spec.embedding.search,
+                                              spec.embedding.faiss_min_items)
+    return Retrieved(merge_candidates(found), ease, cooccurrence, index)
 
 
 def excluded_seen(history: pd.DataFrame, ctx: NightContext) -> pd.DataFrame:

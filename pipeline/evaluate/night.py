@@ -1,11 +1,14 @@
-"""The evaluate stage: every model and baseline as per-user top-k lists on the temporal holdout,
-scored the same way (NDCG, Recall, MAP, coverage, on Dask), the ranker over several seeds.
+"""The evaluate stage: the ranker and every baseline as per-user top-k lists on the temporal
+holdout, scored the same way at a short and a long horizon (NDCG, Recall, MAP, coverage), and
+the choice of which lists the night publishes.
 
 Seeds: seed 0 is the model the train stage saved; seed ``i > 0`` retrains the same kind of
-ranker (XGBoost, DLRM or DCN-v2) on the same rows with seed ``ranker.seed + i`` and a different
-(hashed) set of validation users, so the spread covers both sources of run-to-run variation.
-Deterministic baselines run once (std 0). The verdict says whether the best ranker beats every
-baseline on NDCG@k by more than two standard deviations of the difference.
+ranker on the same rows with seed ``ranker.seed + i`` and another (hashed) set of validation
+users, so the spread covers both sources of run-to-run variation. Baselines are deterministic
+(std 0): the signal baselines rank the night's own candidates (``pipeline.rankers.signal``), the
+logistic baseline is trained on the ranker's rows. The choice: the source with the best NDCG@k
+over the whole holdout (the horizon the ranker was trained for), the ranker on ties; with
+``evaluation.publish_best: false``, always the ranker.
 """
 
 from __future__ import annotations
@@ -17,68 +20,57 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import dask
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
-from distributed import Client
+from distributed import Client, get_client
 
 from pipeline.candidates.context import NightContext
 from pipeline.config import WorkflowSpec
-from pipeline.evaluate.baselines import (
-    fit_itemknn,
-    fit_logistic,
-    popularity_scorer,
-    repeat_lists,
-    score_lists,
-    tune_ease,
-)
-from pipeline.evaluate.baselines.common import ItemScorer
-from pipeline.evaluate.baselines.ease import fit_ease
-from pipeline.evaluate.baselines.logistic import LogisticModel, logistic_partition
-from pipeline.evaluate.retrieval_recall import retrieval_recall
-from pipeline.io import DAY, ITEM, TIME, USER
-from pipeline.metrics import click_metrics, ranking_metrics
-from pipeline.rankers.ranker import labelled_scores, train_ranker
+from pipeline.evaluate.holdout import HORIZONS, MEASURES, HoldoutPlan, holdout_partition
+from pipeline.rankers.logistic import fit_logistic
+from pipeline.rankers.ranker import binary_labels, train_ranker
+from pipeline.rankers.signal import REQUIRES
 from pipeline.rankers.tuning import tuned_params
-from pipeline.recommend.batch import recommend_partition
-from pipeline.rows.build import map_user_partitions, training_partition
+from pipeline.recommend.batch import RANKER
 
 log = logging.getLogger(__name__)
 
-RANKERS = ("ranker",)
-SUMMARY = ("ndcg", "recall", "map", "coverage")
+LOGISTIC = "logistic"
+# The workflow's baseline names and the lists each stands for.
+BASELINE_SOURCES = {"popularity": ("popularity", "popularity_global"), "repeat": ("repeat",),
+                    "itemknn": ("itemknn",), "ease": ("ease",), "logistic": (LOGISTIC,)}
+GOLDEN = 0.6180339887498949
 
 
 @dataclass(frozen=True)
 class NightData:
     """What the evaluate stage reads from the run: the user-partitioned log, the split times,
-    statistics as of a cutoff, the ranker's training rows, its features and model folder."""
+    the context as of the holdout, the ranker's training rows, its features and model folder."""
 
     events: dd.DataFrame
     split: dict[str, Any]
-    context: Callable[[int], NightContext]
+    context: NightContext
     training_rows: Callable[[], dd.DataFrame]
     features: list[str]
     model_dir: Path
     out: Path
     schema: Mapping[str, Any] | None = None  # the feature workflow's (neural rankers need it)
+    relevant: str = "relevant"
 
 
 def reseeded(rows: dd.DataFrame, seed: int, fraction: float) -> dd.DataFrame:
-    """The same rows with another hashed choice of validation users (``qid // 64`` is the
-    user's hash bucket, so every window of a user stays on the same side)."""
+    """The same rows with another choice of validation users: ``user_key`` (a user's hash in
+    [0, 1)) shifted by a multiple of the golden ratio, so every window of a user moves
+    together."""
 
     def split(part: pd.DataFrame) -> pd.DataFrame:
-        user = (part["qid"].to_numpy() // 64).astype(np.uint64)
-        mixed = pd.util.hash_array(user ^ np.uint64(seed * 0x9E3779B97F4A7C15 % 2**64))
-        return part.assign(is_valid=(mixed % np.uint64(1_000_003)) / 1_000_003 < fraction)
+        shifted = (part["user_key"].to_numpy(dtype=np.float64) + seed * GOLDEN) % 1.0
+        return part.assign(is_valid=shifted < fraction)
 
     meta = pd.DataFrame({c: pd.Series(dtype=t) for c, t in rows.dtypes.items()})
     return rows.map_partitions(split, meta=meta)
-
-
-def _logistic_scores(frame: pd.DataFrame, model: LogisticModel) -> pd.DataFrame:
-    return pd.DataFrame({"label": frame["label"].to_numpy(), "score": model.predict(frame)})
 
 
 def summarise(runs: dict[str, list[dict[str, float]]], k: int) -> dict[str, dict[str, Any]]:
@@ -86,7 +78,7 @@ def summarise(runs: dict[str, list[dict[str, float]]], k: int) -> dict[str, dict
     table: dict[str, dict[str, Any]] = {}
     for model, results in runs.items():
         row: dict[str, Any] = {"runs": len(results), "users": results[0]["users"]}
-        for name in SUMMARY:
+        for name in (*MEASURES, "coverage"):
             values = np.array([r[f"{name}@{k}"] for r in results], dtype=np.float64)
             row[f"{name}@{k}"] = float(values.mean())
             row[f"{name}@{k}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
@@ -95,49 +87,48 @@ def summarise(runs: dict[str, list[dict[str, float]]], k: int) -> dict[str, dict
 
 
 def verdict(table: dict[str, dict[str, Any]], k: int) -> dict[str, Any]:
-    """Does the best ranker beat every baseline on NDCG@k by more than 2 std of the difference
+    """Does the ranker beat every baseline on NDCG@k by more than 2 std of the difference
     (``sqrt(std_ranker² + std_baseline²)``)? With one ranker run there is no spread to judge
     by, so ``beaten`` and ``beats_every_baseline`` are None rather than a verdict on noise."""
     key = f"ndcg@{k}"
-    rankers = [m for m in table if m in RANKERS]
-    if not rankers:
+    if RANKER not in table:
         return {}
-    best = max(rankers, key=lambda m: table[m][key])
-    judged = table[best].get("runs", 1) >= 2
+    judged = table[RANKER].get("runs", 1) >= 2
     margins = {}
     for model, row in table.items():
-        if model in RANKERS:
+        if model == RANKER:
             continue
-        diff = table[best][key] - row[key]
-        spread = float(np.hypot(table[best][f"{key}_std"], row[f"{key}_std"]))
+        diff = table[RANKER][key] - row[key]
+        spread = float(np.hypot(table[RANKER][f"{key}_std"], row[f"{key}_std"]))
         margins[model] = {"margin": diff, "std": spread,
                           "beaten": bool(diff > 2 * spread) if judged else None}
-    return {"best_ranker": best, "metric": key, "margins": margins,
+    return {"best_ranker": RANKER, "metric": key, "margins": margins,
             "beats_every_baseline": all(m["beaten"] for m in margins.values()) if judged
             else None}
 
 
+def choose(table: dict[str, dict[str, Any]], k: int, enabled: bool) -> dict[str, Any]:
+    """Which lists the night publishes: the best NDCG@k over the long horizon (the ranker on
+    ties), or the ranker when choosing is switched off; with every source's margin."""
+    key = f"ndcg@{k}"
+    scores = {name: round(row[key], 6) for name, row in table.items()}
+    best = max(scores, key=lambda name: (scores[name], name == RANKER))
+    published = best if enabled else RANKER
+    if published == RANKER:
+        reason = ("the ranker scored best" if best == RANKER else
+                  f"choosing is off (evaluation.publish_best); {best} scored best")
+    else:
+        reason = f"{best} beat the ranker by {scores[best] - scores[RANKER]:.4f} {key}"
+    return {"published": published, "best": best, "metric": key, "horizon": "long",
+            "enabled": enabled, "reason": reason, "scores": scores,
+            "ranker_margin": {n: round(scores[RANKER] - s, 6) for n, s in scores.items()
+                              if n != RANKER}}
+
+
 def evaluate_night(client: Client, spec: WorkflowSpec, data: NightData) -> dict[str, Any]:
-    """Lists as of the holdout start for users active in the holdout, for every model."""
+    """Lists as of the holdout start for the users active in it, for every source."""
     ev, k = spec.evaluation, spec.evaluation.k
-    holdout, end = data.split["holdout_start"], data.split["last_event"] + 1
-    events = data.events
-    ctx = data.context(holdout)
-    truth = events[events[TIME] >= holdout][[USER, ITEM]]
-    popular = ctx.popular
-    catalogue = popular[ITEM].to_numpy()
-
-    def measure(lists: dd.DataFrame) -> dict[str, float]:
-        return ranking_metrics(lists, truth, k, len(catalogue))
-
-    runs: dict[str, list[dict[str, float]]] = {}
-    click: dict[str, dict[str, float]] = {}
-    needs_rows = ev.seeds > 1 or "logistic" in ev.baselines
-    rows = client.persist(data.training_rows()) if needs_rows else None
-    held = client.persist(map_user_partitions(events, training_partition, ctx, end,
-                                              data.features, spec.ranker.validation_fraction))
-    probabilities = spec.ranker.objective == "binary:logistic"
-
+    split = data.split
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -147,83 +138,110 @@ def evaluate_night(client: Client, spec: WorkflowSpec, data: NightData) -> dict[
         timings[name] = round(timings.get(name, 0.0) + now - clock, 3)
         clock = now
 
-    lap("holdout_rows")
-    retrieval = retrieval_recall(events, ctx, end)
-    log.info("holdout retrieval recall: %s", retrieval["recall"])
-    lap("retrieval")
-    runs["ranker"] = []
-    for i in range(ev.seeds):
-        model_dir = data.model_dir if i == 0 else data.out / f"ranker-seed-{i}"
-        if i > 0:
-            update: dict[str, Any] = {"seed": spec.ranker.seed + i}
-            if spec.ranker.is_neural:
-                update["warm_start"] = False  # each seed a fresh model, like XGBoost's
-            else:
-                update["params"] = {**spec.ranker.params, **tuned_params(Path(data.model_dir))}
-            seed_spec = spec.ranker.model_copy(update=update)
-            train_ranker(client, reseeded(rows, i, spec.ranker.validation_fraction),
-                         data.features, data.schema, seed_spec, model_dir)
-        lists = map_user_partitions(events, recommend_partition, ctx, str(model_dir), end)
-        runs["ranker"].append(measure(lists))
-        if i == 0:
-            scores = held.map_partitions(labelled_scores, str(model_dir),
-                                         meta={"label": "f4", "score": "f4"})
-            click["ranker"] = click_metrics(scores, probabilities=probabilities)
-        lap("ranker")
-
-    scorers: list[ItemScorer] = []
+    sources: dict[str, str | None] = {RANKER: str(data.model_dir)}
+    needs_rows = ev.seeds > 1 or "logistic" in ev.baselines
+    rows = client.persist(data.training_rows()) if needs_rows else None
+    for i in range(1, ev.seeds):
+        model_dir = data.out / f"ranker-seed-{i}"
+        update: dict[str, Any] = {"seed": spec.ranker.seed + i}
+        if spec.ranker.is_neural:
+            update["warm_start"] = False  # each seed a fresh model, like XGBoost's
+        else:
+            update["params"] = {**spec.ranker.params, **tuned_params(Path(data.model_dir))}
+        train_ranker(client, reseeded(rows, i, spec.ranker.validation_fraction), data.features,
+                     data.schema, spec.ranker.model_copy(update=update), model_dir)
+        sources[f"{RANKER}#{i}"] = str(model_dir)
+        lap("ranker_seeds")
     extra: dict[str, Any] = {}
-    if "popularity" in ev.baselines:
-        scorers += [popularity_scorer(popular, "recent"), popularity_scorer(popular, "global")]
-    if "itemknn" in ev.baselines:
-        scorers.append(fit_itemknn(events, holdout, catalogue, ev.knn_neighbors))
-    if "ease" in ev.baselines:
-        scorers.append(_tuned_ease(events, data, spec, popular, extra))
-        lap("ease_tuning")
-    for scorer in scorers:
-        lists = score_lists(events, scorer, holdout, end, k, spec.filter.exclude_seen)
-        runs[scorer.name] = [measure(lists)]
-        lap(scorer.name)
-    if "repeat" in ev.baselines:
-        runs["repeat"] = [measure(repeat_lists(events, holdout, end, k))]
-        lap("repeat")
     if "logistic" in ev.baselines:
-        model = fit_logistic(rows[~rows["is_valid"]], data.features)
-        model.save(data.out / "logistic")
-        lists = map_user_partitions(events, logistic_partition, ctx, model, end)
-        runs["logistic"] = [measure(lists)]
-        click["logistic"] = click_metrics(
-            held.map_partitions(_logistic_scores, model, meta={"label": "f4", "score": "f4"}))
+        model = fit_logistic(binary_labels(rows[~rows["is_valid"]]), data.features)
+        model.save(data.out / LOGISTIC)
+        sources[LOGISTIC] = str(data.out / LOGISTIC)
         extra["logistic_iterations"] = model.iterations
         lap("logistic")
+    for baseline in ev.baselines:
+        for name in BASELINE_SOURCES[baseline]:
+            if name != LOGISTIC and _available(name, spec):
+                sources[name] = None
 
-    table = summarise(runs, k)
+    plan = HoldoutPlan(sources, split["short_end"], split["last_event"] + 1, data.relevant, k)
+    shared = get_client().scatter(data.context, hash=False)
+    parts = dask.compute(*[dask.delayed(holdout_partition)(part, shared, plan)
+                           for part in data.events.to_delayed()])
+    lap("holdout_lists")
+    catalogue = len(data.context.popular)
+    tables, users = {}, {}
+    for horizon in HORIZONS:
+        runs: dict[str, list[dict[str, float]]] = {}
+        for name in sources:
+            result = _aggregate(parts, name, horizon, k, catalogue)
+            runs.setdefault(name.split("#")[0], []).append(result)
+        tables[horizon] = summarise(runs, k)
+        users[horizon] = sum(p["users"].get(horizon, 0) for p in parts)
+    retrieval = _retrieval(parts, spec)
+    table = tables["long"]
     for model, row in table.items():
-        log.info("holdout %-18s NDCG@%d %.4f ± %.4f  Recall@%d %.4f  MAP@%d %.4f  cov %.3f",
-                 model, k, row[f"ndcg@{k}"], row[f"ndcg@{k}_std"], k, row[f"recall@{k}"], k,
-                 row[f"map@{k}"], row[f"coverage@{k}"])
-    return {"metrics": table, "k": k, "seeds": ev.seeds, "click": click,
-            "per_seed": {m: [r[f"ndcg@{k}"] for r in rs] for m, rs in runs.items()},
-            "verdict": verdict(table, k), "retrieval": retrieval, "timings": timings, **extra}
+        log.info("holdout %-18s NDCG@%d %.4f ± %.4f  Recall@%d %.4f  (short horizon NDCG %.4f)",
+                 model, k, row[f"ndcg@{k}"], row[f"ndcg@{k}_std"], k, row[f"recall@{k}"],
+                 tables["short"][model][f"ndcg@{k}"])
+    choice = choose(table, k, ev.publish_best)
+    choice["model_dir"] = sources.get(choice["published"])  # None: a signal baseline
+    log.info("publishing the %s lists: %s", choice["published"], choice["reason"])
+    return {"metrics": table, "horizons": {"short": tables["short"], "long": table},
+            "horizon_users": users, "horizon_days": {
+                "short": round((split["short_end"] - split["holdout_start"]) / 86_400, 2),
+                "long": round((split["last_event"] + 1 - split["holdout_start"]) / 86_400, 2)},
+            "k": k, "seeds": ev.seeds,
+            "per_seed": {m: [r[f"ndcg@{k}"] for r in _per_seed(parts, m, k, catalogue)]
+                         for m in table},
+            "verdict": verdict(table, k), "choice": choice, "retrieval": retrieval,
+            "timings": timings, **extra}
 
 
-def _tuned_ease(events: dd.DataFrame, data: NightData, spec: WorkflowSpec,
-                popular: pd.DataFrame, extra: dict[str, Any]) -> ItemScorer:
-    """EASE^R with λ tuned on the last ``label_days`` before the holdout, refitted up to it."""
-    ev, k = spec.evaluation, spec.evaluation.k
-    holdout = data.split["holdout_start"]
-    valid_start = holdout - int(spec.split.label_days * DAY)
-    top = popular.sort_values("pop_count", ascending=False, kind="stable").head(ev.ease_max_items)
-    catalogue = top[ITEM].to_numpy()
-    # Items first seen after the validation start are unknown to the tuning model.
-    known = top["item_age_days"].to_numpy() * DAY > holdout - valid_start
-    valid_truth = events[(events[TIME] >= valid_start) & (events[TIME] < holdout)][[USER, ITEM]]
+def _available(name: str, spec: WorkflowSpec) -> bool:
+    """Whether a signal baseline's generator runs (its score is among the candidates')."""
+    needed = REQUIRES.get(name)
+    generator = {"ease_score": "ease", "cooc_score": "cooccurrence",
+                 "emb_score": "embedding"}.get(needed or "")
+    return generator is None or getattr(spec.candidates, generator) is not None
 
-    def score(scorer: ItemScorer) -> float:
-        lists = score_lists(events, scorer, valid_start, holdout, k, spec.filter.exclude_seen)
-        return ranking_metrics(lists, valid_truth, k)[f"ndcg@{k}"]
 
-    lam, tried = tune_ease(events, valid_start, catalogue[known], score,
-                           grid=tuple(ev.ease_lambdas))
-    extra["ease"] = {"lambda": lam, "tried": {f"{a:g}": b for a, b in tried.items()}}
-    return fit_ease(events, holdout, catalogue, lam)
+def _aggregate(parts: tuple[dict[str, Any], ...], name: str, horizon: str, k: int,
+               catalogue: int) -> dict[str, float]:
+    sums = {m: 0.0 for m in ("users", *MEASURES)}
+    listed: list[np.ndarray] = []
+    for part in parts:
+        if name in part["metrics"]:
+            for m, value in part["metrics"][name][horizon].items():
+                sums[m] += value
+            listed.append(part["listed"][name])
+    n = sums["users"]
+    out = {f"{m}@{k}": (sums[m] / n if n else 0.0) for m in MEASURES}
+    items = np.unique(np.concatenate(listed)) if listed else np.empty(0)
+    out[f"coverage@{k}"] = len(items) / catalogue if catalogue else 0.0
+    out["users"] = int(n)
+    return out
+
+
+def _per_seed(parts: tuple[dict[str, Any], ...], model: str, k: int,
+              catalogue: int) -> list[dict[str, float]]:
+    names = sorted({n for p in parts for n in p["metrics"] if n.split("#")[0] == model})
+    return [_aggregate(parts, n, "long", k, catalogue) for n in names]
+
+
+def _retrieval(parts: tuple[dict[str, Any], ...], spec: WorkflowSpec) -> dict[str, Any]:
+    """Mean recall per generator and of the merged set over the long horizon's users, and the
+    mean candidates each proposed per user, at the night's candidate budget."""
+    users = sum(p["users"].get("long", 0) for p in parts)
+    names = sorted({n for p in parts for n in p["recall"]}, key=lambda n: (n == "merged", n))
+    recall = {n: round(sum(p["recall"].get(n, 0.0) for p in parts) / users, 6) if users else 0.0
+              for n in names}
+    per_user = {n: round(sum(p["candidates"].get(n, 0) for p in parts) / users, 2)
+                if users else 0.0 for n in names}
+    budget = {"popularity": spec.candidates.popularity.n}
+    for name in ("cooccurrence", "repeat", "ease", "embedding"):
+        generator = getattr(spec.candidates, name)
+        if generator is not None:
+            budget[name] = generator.n
+    return {"users": int(users), "n": budget, "recall": recall,
+            "candidates_per_user": per_user}

@@ -12,7 +12,7 @@ from typing import Any
 from pipeline.errors import DataError
 
 CARD_FILE = "ranker.json"
-XGBOOST, NEURAL = "xgboost", "neural"
+XGBOOST, NEURAL, LOGISTIC = "xgboost", "neural", "logistic"
 
 
 def ranker_card(model_dir: str | Path) -> dict[str, Any]:

@@ -22,7 +22,8 @@ from distributed import Client
 
 from pipeline.config import RankerSpec
 from pipeline.errors import DataError
-from pipeline.rankers.card import CARD_FILE, NEURAL, XGBOOST, ranker_card
+from pipeline.rankers.card import CARD_FILE, LOGISTIC, NEURAL, XGBOOST, ranker_card
+from pipeline.rankers.logistic import LogisticModel
 from pipeline.rankers.xgb import TrainReport, load_ranker, predict, train_xgboost
 from pipeline.rows.signals import feature_matrix
 
@@ -63,8 +64,10 @@ def _load(model_dir: str, mtime_ns: int) -> Scorer:
         from pipeline.rankers.neural.scorer import load_neural_scorer
 
         return load_neural_scorer(model_dir, int(card.get("score_batch_size", 65_536)))
+    if kind == LOGISTIC:
+        return LogisticModel.load(Path(model_dir))
     raise DataError(f"{Path(model_dir) / CARD_FILE} names ranker kind {kind!r}; this recpipe "
-                    f"knows {XGBOOST!r} and {NEURAL!r}")
+                    f"knows {XGBOOST!r}, {NEURAL!r} and {LOGISTIC!r}")
 
 
 def load_scorer(model_dir: str | Path) -> Scorer:
@@ -85,12 +88,19 @@ def labelled_scores(frame: pd.DataFrame, model_dir: str) -> pd.DataFrame:
                          "score": load_scorer(model_dir).score(frame)})
 
 
+def binary_labels(rows: dd.DataFrame) -> dd.DataFrame:
+    """``rows`` with their graded ``label`` (0, 1, 2) turned into 0/1 for a pointwise loss."""
+    return rows.assign(label=(rows["label"] > 0).astype("float32"))
+
+
 def train_ranker(
     client: Client, rows: dd.DataFrame, features: list[str], schema: Mapping[str, Any] | None,
     spec: RankerSpec, out: Path, warm_start: Path | None = None,
 ) -> TrainReport | NeuralTrainReport:
     """Train the ranker ``spec.model`` names on ``rows`` into ``out``; returns its report.
     ``schema`` (the feature workflow's output schema) sizes a neural ranker's embeddings."""
+    if spec.is_neural or not spec.objective.startswith("rank:"):
+        rows = binary_labels(rows)  # graded relevance is for ranking objectives
     if not spec.is_neural:
         return train_xgboost(client, rows, features, spec, out, warm_start=warm_start)
     if schema is None:

@@ -13,45 +13,32 @@ import pandas as pd
 from distributed import get_client
 
 from pipeline.candidates.context import NightContext
-from pipeline.candidates.retrieve import excluded_seen
+from pipeline.candidates.retrieve import excluded_seen, target_users
 from pipeline.candidates.rules import RULE_CATEGORY_CAP
 from pipeline.candidates.sorting import rank_within
 from pipeline.io import ITEM, USER
 from pipeline.rankers.ranker import load_scorer
+from pipeline.rankers.signal import signal_scores
 from pipeline.recommend.reorder import ORDER, ReorderPlan, boost_and_sort, diversify
 from pipeline.recommend.topk import LIST_COLUMNS, fill_short_lists, first_k, top_k
 from pipeline.rows.build import Stats, candidate_rows, count_removed, timed
 
-
-def recommend_partition(
-    events: pd.DataFrame, ctx: NightContext, model_dir: str | None, window_end: int | None,
-    reorder: ReorderPlan | None = None,
-) -> pd.DataFrame:
-    """Stages 1-4 for one partition: lists of ``(user_id, rank, item_id, score, source)``.
-
-    ``model_dir=None`` ranks by popularity alone (the baseline); ``window_end`` restricts the
-    users to those active in ``[cutoff, window_end)`` (evaluation).
-    """
-    return recommend_lists(events, ctx, model_dir, window_end, reorder)[0]
+RANKER = "ranker"  # the trained model's lists; any other source is a signal baseline
 
 
 def recommend_lists(
-    events: pd.DataFrame, ctx: NightContext, model_dir: str | None, window_end: int | None,
-    reorder: ReorderPlan | None = None,
+    events: pd.DataFrame, ctx: NightContext, model_dir: str | None, users: np.ndarray,
+    reorder: ReorderPlan | None = None, signal: str | None = None,
 ) -> tuple[pd.DataFrame, Stats]:
-    """``recommend_partition`` plus its statistics: rows removed per filter rule and seconds
-    per stage (retrieve, filter, rank, reorder)."""
+    """Stages 1-4 for ``users`` of one partition: lists of ``(user_id, rank, item_id, score,
+    source)`` scored by the ranker in ``model_dir``, or by the signal baseline ``signal``; and
+    their statistics: rows removed per filter rule and seconds per stage."""
     stats: Stats = {}
-    if model_dir is None:
-        rows, _, history, users = candidate_rows(events, ctx, window_end, rank=False,
-                                                 stats=stats)
-        scored = rows[[USER, ITEM, "source"]].assign(
-            score=(1.0 / rows["pop_rank"]).astype(np.float32))
-    else:
-        rows, encoded, history, users = candidate_rows(events, ctx, window_end, stats=stats)
-        with timed(stats, "rank"):
-            scored = rows[[USER, ITEM, "source"]].assign(
-                score=load_scorer(model_dir).score(encoded))
+    rows, encoded, history = candidate_rows(events, ctx, users, stats=stats)
+    with timed(stats, "rank"):
+        score = (signal_scores(rows, signal) if signal is not None
+                 else load_scorer(model_dir).score(encoded))
+        scored = rows[[USER, ITEM, "source"]].assign(score=score)
     with timed(stats, "reorder"):
         lists = final_lists(scored, users, history, ctx, stats, reorder)
     return lists, stats
@@ -83,9 +70,10 @@ def final_lists(scored: pd.DataFrame, users: np.ndarray, history: pd.DataFrame,
     )
 
 
-def _write_lists(events: pd.DataFrame, ctx: NightContext, model_dir: str | None,
-                 window_end: int | None, path: str, reorder: ReorderPlan | None) -> Stats:
-    lists, stats = recommend_lists(events, ctx, model_dir, window_end, reorder)
+def _write_lists(events: pd.DataFrame, ctx: NightContext, model_dir: str | None, path: str,
+                 reorder: ReorderPlan | None, signal: str | None) -> Stats:
+    users = target_users(events, ctx.cutoff, None)
+    lists, stats = recommend_lists(events, ctx, model_dir, users, reorder, signal)
     lists = lists.astype({"rank": "int64", "score": "float32"})[LIST_COLUMNS]
     lists.to_parquet(path, index=False)
     sizes = lists.groupby(USER).size()
@@ -94,15 +82,15 @@ def _write_lists(events: pd.DataFrame, ctx: NightContext, model_dir: str | None,
 
 
 def write_recommendations(events: dd.DataFrame, ctx: NightContext, model_dir: str | None,
-                          window_end: int | None, out: Path,
-                          reorder: ReorderPlan | None = None) -> Stats:
-    """Stages 1-4 over every partition, one Parquet file per partition under ``out``, and the
-    partitions' statistics summed (rows, users, full lists, removed per rule, stage seconds).
-    Only the small statistics dicts come back to the client."""
+                          out: Path, reorder: ReorderPlan | None = None,
+                          signal: str | None = None) -> Stats:
+    """Stages 1-4 for every user over every partition, one Parquet file per partition under
+    ``out``, and the partitions' statistics summed (rows, users, full lists, removed per rule,
+    stage seconds). Only the small statistics dicts come back to the client."""
     out.mkdir(parents=True, exist_ok=True)
     shared = get_client().scatter(ctx, hash=False)
-    tasks = [dask.delayed(_write_lists)(part, shared, model_dir, window_end,
-                                        str(out / f"part.{i:05d}.parquet"), reorder)
+    tasks = [dask.delayed(_write_lists)(part, shared, model_dir,
+                                        str(out / f"part.{i:05d}.parquet"), reorder, signal)
              for i, part in enumerate(events.to_delayed())]
     total: Stats = {}
     for stats in dask.compute(*tasks):

@@ -13,6 +13,7 @@ import functools
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +23,12 @@ import pandas as pd
 from distributed import get_client
 
 from pipeline.candidates.context import NightContext
+from pipeline.candidates.filters import pairs_isin
 from pipeline.candidates.retrieve import filter_candidates, retrieve, target_users
-from pipeline.config import CandidatesSpec
-from pipeline.io import ITEM, TIME, USER
-from pipeline.rows.signals import (
-    EMBEDDING_SIGNALS,
-    SIGNAL_FEATURES,
-    add_signals,
-    join_side_tables,
-)
+from pipeline.candidates.sorting import lexsort, rank_within
+from pipeline.config import CandidatesSpec, TrainingRowsSpec
+from pipeline.io import DAY, ITEM, TIME, USER, stable_pair_unit, stable_unit
+from pipeline.rows.signals import add_signals, join_side_tables, signal_features
 
 Stats = dict[str, float]
 
@@ -64,82 +62,168 @@ def load_feature_workflow(path: str | Path) -> Any:
     return _cached_workflow(str(path), manifest.stat().st_mtime_ns if manifest.exists() else 0)
 
 
-def ranker_feature_columns(workflow: Any, candidates: CandidatesSpec | None = None) -> list[str]:
-    """The model's inputs: candidate signals (plus the embedding ones when that generator is
-    on) and every column the feature workflow produces, except the user id (a per-user
-    identifier memorises rather than generalises)."""
+def ranker_feature_columns(workflow: Any, candidates: CandidatesSpec, repeat_on: bool) -> list[str]:
+    """The model's inputs: the candidate signals and every column the feature workflow produces,
+    except the user id (a per-user identifier memorises rather than generalises)."""
     produced = [c for c, col in workflow.output_schema.items() if col["ops"] and c != USER]
-    signals = SIGNAL_FEATURES + (EMBEDDING_SIGNALS if candidates and candidates.embedding else [])
-    return signals + produced
+    return signal_features(candidates, repeat_on) + produced
 
 
-def candidate_rows(
-    events: pd.DataFrame, ctx: NightContext, window_end: int | None, *, rank: bool = True,
-    stats: Stats | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame, np.ndarray]:
-    """Stages 1-2 and the rank stage's input.
+CHUNK_USERS = 1024  # users retrieved at once: bounds the dense EASE^R block and the frames
 
-    Returns ``(rows, features, history, users)``: ``rows`` are the filtered candidates with raw
-    ids, ``features`` the same rows (same order) after the feature workflow, whose Categorify
-    replaces ids by codes. With ``rank=False`` (popularity baseline) only the popularity
-    generator runs and ``features`` is None. ``stats`` (when given) collects the rows each
-    filter rule removed (``removed.<rule>``) and seconds per stage (``seconds.<stage>``).
+
+def candidate_rows(events: pd.DataFrame, ctx: NightContext, users: np.ndarray, *,
+                   stats: Stats | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Stages 1-2 and the rank stage's input for ``users`` (sorted ids of this partition).
+
+    Returns ``(rows, features, history)``: ``rows`` are the filtered candidates with raw ids and
+    every signal, ``features`` the same rows (same order) after the side tables and the feature
+    workflow, ``history`` the users' events before the cutoff. ``stats`` (when given) collects
+    the rows each filter rule removed (``removed.<rule>``) and seconds per stage.
     """
-    history = events[events[TIME] < ctx.cutoff]
-    users = target_users(events, ctx.cutoff, window_end)
-    history = history[history[USER].isin(users)]
-    with timed(stats, "retrieve"):
-        rows = retrieve(users, history, ctx, rank)
-    with timed(stats, "filter"):
-        retrieved = len(rows)
-        rows, removed = filter_candidates(rows, history, ctx)
-    count_removed(stats, removed)
+    history = events[(events[TIME] < ctx.cutoff) & events[USER].isin(users)]
+    history = history.iloc[np.argsort(history[USER].to_numpy(), kind="stable")]
+    history_users = history[USER].to_numpy()
+    parts, retrieved_rows = [], 0
+    for start in range(0, len(users), CHUNK_USERS):
+        chunk = users[start:start + CHUNK_USERS]
+        lo = np.searchsorted(history_users, chunk[0], side="left")
+        hi = np.searchsorted(history_users, chunk[-1], side="right")
+        mine = history.iloc[lo:hi]
+        with timed(stats, "retrieve"):
+            retrieved = retrieve(chunk, mine, ctx)
+        with timed(stats, "filter"):
+            rows, removed = filter_candidates(retrieved.rows, mine, ctx)
+        count_removed(stats, removed)
+        retrieved_rows += len(retrieved.rows)
+        with timed(stats, "rank"):
+            parts.append(add_signals(retrieved, rows, mine, ctx))
     if stats is not None:
-        stats["candidates.retrieved"] = stats.get("candidates.retrieved", 0) + retrieved
-        stats["candidates.ranked"] = stats.get("candidates.ranked", 0) + len(rows)
-    if not rank:
-        return rows, None, history, users
+        stats["candidates.retrieved"] = stats.get("candidates.retrieved", 0) + retrieved_rows
+        stats["candidates.ranked"] = stats.get("candidates.ranked", 0) + sum(map(len, parts))
     with timed(stats, "rank"):
-        features = add_signals(rows, history, ctx.popular, ctx.cutoff, ctx.embedding_index())
-        features = join_side_tables(features, ctx.users, ctx.items)
+        rows = pd.concat(parts, ignore_index=True) if parts else _no_rows(events, ctx)
+        features = join_side_tables(rows, ctx.users, ctx.items)
         features = load_feature_workflow(ctx.workflow_dir).transform(features)
-    return rows, features, history, users
+    return rows, features, history
 
 
-def training_partition(
-    events: pd.DataFrame, ctx: NightContext, window_end: int, features: list[str],
-    validation_fraction: float,
-) -> pd.DataFrame:
-    """Ranker training rows: candidates as of the cutoff, labelled 1 when the user interacted
-    with the item in ``[cutoff, window_end)``; ``is_valid`` holds out a stable share of users."""
-    rows, encoded, _, _ = candidate_rows(events, ctx, window_end)
-    window = events[(events[TIME] >= ctx.cutoff) & (events[TIME] < window_end)]
-    positives = window[[USER, ITEM]].drop_duplicates().assign(label=np.float32(1.0))
-    labelled = rows[[USER, ITEM]].merge(positives, on=[USER, ITEM], how="left")
-    out = encoded[features].astype(np.float32).reset_index(drop=True)
-    out["label"] = labelled["label"].fillna(0.0).to_numpy(dtype=np.float32)
-    bucket = user_bucket(rows[USER])
-    out["is_valid"] = bucket < validation_fraction
-    # Query id for ranking objectives: one group per (user, window); rows sorted by it, as
-    # XGBoost requires, and no group spans two partitions since a user lives in one.
-    out["qid"] = (bucket * 2**25).astype(np.int64) * 64 + (ctx.cutoff // 86_400) % 64  # < 2^31
-    return out.sort_values("qid", kind="stable").reset_index(drop=True)
+def _no_rows(events: pd.DataFrame, ctx: NightContext) -> pd.DataFrame:
+    """The signal rows of no users (an empty partition), with the columns and dtypes of any."""
+    empty = events.iloc[:0]
+    retrieved = retrieve(np.sort(empty[USER].unique()), empty, ctx)
+    return add_signals(retrieved, retrieved.rows, empty, ctx)
 
 
-def user_bucket(users: pd.Series) -> np.ndarray:
-    """A stable pseudo-random number in [0, 1) per user id (same on every worker and run)."""
-    hashed = pd.util.hash_array(users.astype("str").to_numpy(dtype=object))
-    return (hashed % np.uint64(1_000_003)).astype(np.float64) / 1_000_003
+@dataclass(frozen=True, eq=False)
+class LabelWindows:
+    """The label windows a night trains on, broadcast once: each window's context (statistics
+    as of its start), its end, and the share of its users to sample."""
+
+    contexts: tuple[NightContext, ...]
+    ends: tuple[int, ...]
+    user_shares: tuple[float, ...]
+    features: tuple[str, ...]
+    relevant: str
+    rows: TrainingRowsSpec
+    seed: int
+    validation_fraction: float
+
+
+def known_window_users(events: pd.DataFrame, cutoff: int, end: int, relevant: str) -> np.ndarray:
+    """Users with a relevant event in ``[cutoff, end)`` and history before ``cutoff``: the
+    queries a window can teach (a user new in the window gets only popular items)."""
+    users = target_users(events, cutoff, end, relevant)
+    before = events.loc[events[TIME] < cutoff, USER].unique()
+    return users[np.isin(users, before)]
+
+
+def training_partition(events: pd.DataFrame, windows: LabelWindows,
+                       partition_info: dict | None = None) -> pd.DataFrame:
+    """Ranker training rows of every label window for one partition of users: a sample of the
+    window's users, their candidates as of its start labelled 1 when the user had a relevant
+    interaction with the item in the window, queries without a positive dropped and negatives
+    capped per query. Rows come out sorted by ``qid`` (one per user and window), and qids grow
+    with the partition number, so every worker's rows reach XGBoost already in order."""
+    number = (partition_info or {}).get("number", 0)
+    spec = windows.rows
+    blocks = []
+    for w, (ctx, end, share) in enumerate(zip(windows.contexts, windows.ends,
+                                              windows.user_shares, strict=True)):
+        users = known_window_users(events, ctx.cutoff, end, windows.relevant)
+        users = users[stable_unit(users, windows.seed * 7919 + w + 1) < share]
+        rows, encoded, _ = candidate_rows(events, ctx, users)
+        window = events[(events[TIME] >= ctx.cutoff) & (events[TIME] < end)]
+        label = window_labels(rows, window, windows.relevant)
+        keep = _sampled(rows[USER].to_numpy(), rows[ITEM].to_numpy(), label > 0, spec,
+                        windows.seed + w)
+        block = encoded.loc[keep, list(windows.features)].astype(np.float32)
+        block["label"] = label[keep].astype(np.float32)
+        block["_user"] = rows[USER].to_numpy()[keep]
+        block["_window"] = w
+        blocks.append(block.reset_index(drop=True))
+    out = pd.concat(blocks, ignore_index=True)
+    out = out.iloc[lexsort((out["_window"].to_numpy(), out["_user"].to_numpy()))]
+    query = np.cumsum(np.r_[True, (np.diff(out["_window"].to_numpy()) != 0)
+                            | (out["_user"].to_numpy()[1:] != out["_user"].to_numpy()[:-1])]
+                      if len(out) else np.zeros(0, dtype=bool)) - 1
+    # A user's hash in [0, 1): the validation users (and other seeds' choices of them).
+    out["user_key"] = stable_unit(out["_user"].to_numpy(), windows.seed).astype(np.float32)
+    out["is_valid"] = out["user_key"].to_numpy() < windows.validation_fraction
+    out["qid"] = np.int64(number) * QIDS_PER_PARTITION + query.astype(np.int64)
+    return out.drop(columns=["_user", "_window"]).reset_index(drop=True)
+
+
+def window_labels(rows: pd.DataFrame, window: pd.DataFrame, relevant: str) -> np.ndarray:
+    """Graded relevance of each candidate row from the user's events in the window: 3 when the
+    user had the item relevantly in their first session of the window, 2 relevantly later, 1
+    when they had it but not relevantly (a rating under the threshold: still an interaction),
+    else 0. The next session is what a list published tonight meets first; the rest of the
+    window is the longer horizon the lists are judged on."""
+    users, items = rows[USER].to_numpy(), rows[ITEM].to_numpy()
+    good = window[window[relevant].to_numpy() > 0]
+    day = good[TIME].to_numpy() // DAY
+    first = pd.Series(day).groupby(good[USER].to_numpy()).transform("min").to_numpy()
+    label = pairs_isin(users, items, window).astype(np.int8)
+    label += pairs_isin(users, items, good).astype(np.int8)
+    label += pairs_isin(users, items, good[day == first]).astype(np.int8)
+    return label
+
+
+QIDS_PER_PARTITION = 2**22  # qid = partition number x this + the query's index in it (< 2^31)
+
+
+def _sampled(users: np.ndarray, items: np.ndarray, label: np.ndarray, spec: TrainingRowsSpec,
+             seed: int) -> np.ndarray:
+    """Rows to keep: every row of a query (user) with a positive, with its negatives capped at
+    ``max(min_negatives, negatives_per_positive x positives)``, chosen at random (seeded)."""
+    if len(users) == 0:
+        return np.zeros(0, dtype=bool)
+    order = np.argsort(users, kind="stable")
+    sorted_users = users[order]
+    starts = np.flatnonzero(np.r_[True, sorted_users[1:] != sorted_users[:-1]])
+    sizes = np.diff(np.r_[starts, len(users)])
+    query = np.empty(len(users), dtype=np.int64)
+    query[order] = np.repeat(np.arange(len(starts)), sizes)
+    positives = np.bincount(query, weights=label.astype(np.float64), minlength=len(starts))
+    cap = np.maximum(spec.min_negatives, spec.negatives_per_positive * positives)
+    noise = stable_pair_unit(users, items, seed) + query  # negatives in random order, per query
+    negatives = ~label
+    rank = np.empty(len(users), dtype=np.int64)
+    by_noise = np.flatnonzero(negatives)[np.argsort(noise[negatives], kind="stable")]
+    rank[by_noise] = rank_within(query[by_noise])
+    return (positives[query] > 0) & (label | (rank <= cap[query]))
 
 
 def map_user_partitions(
     events: dd.DataFrame, fn: Callable[..., pd.DataFrame], *args: Any
 ) -> dd.DataFrame:
     """Apply ``fn(partition, *args)`` to every partition; its output schema comes from running
-    it on an empty partition locally. A ``NightContext`` is scattered to the cluster once rather
-    than embedded in the task graph (its neighbour table can be megabytes)."""
+    it on an empty partition locally. Contexts and label windows are scattered to the cluster
+    once rather than embedded in the task graph (their models can be megabytes)."""
     empty = pd.DataFrame({c: pd.Series(dtype=t) for c, t in events.dtypes.items()})
     meta = fn(empty, *args)
     client = get_client()
-    shared = [client.scatter(a, hash=False) if isinstance(a, NightContext) else a for a in args]
+    shared = [client.scatter(a, hash=False) if isinstance(a, NightContext | LabelWindows) else a
+              for a in args]
     return events.map_partitions(fn, *shared, meta=meta, align_dataframes=False)

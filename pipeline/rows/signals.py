@@ -1,90 +1,127 @@
-"""Ranker input rows: (user, candidate) pairs joined with candidate-generator signals, item
-popularity, the user's activity and the side tables, then passed through the saved feature
-workflow, the same code at training and at serving time (train/serve parity)."""
+"""Ranker input rows: (user, candidate) pairs with every generator's score and rank, the item's
+popularity and trend, the user's activity, and how often and how recently the user already had
+the item; then the side tables. The same code at training and at serving time (train/serve
+parity), always from the history before the cutoff.
+
+Per-item and per-user values are computed once on the small item and user tables and gathered to
+the candidate rows by position; the frame is built once at the end.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from pipeline.candidates.embedding import EmbeddingIndex
-from pipeline.candidates.filters import pair_counts
-from pipeline.candidates.generators import NO_RANK
+from pipeline.candidates.context import NightContext
+from pipeline.candidates.generators import NO_RANK, RANK_COLUMNS
+from pipeline.candidates.retrieve import Retrieved
+from pipeline.config import CandidatesSpec
 from pipeline.io import DAY, ITEM, TIME, USER
+from pipeline.rows.history import pair_history
 
-SIGNAL_FEATURES = [
+# Every candidate, whichever generator proposed it.
+BASE_SIGNALS = [
     "pop_rank_log",
-    "cooc_rank_log",
-    "cooc_score",
     "pop_count_log",
     "pop_recent_log",
     "pop_week_log",
     "pop_3day_log",
+    "pop_users_log",
     "item_age_days",
     "item_idle_days",
-    "user_item_repeat_log",
+    "item_repeat_rate",
     "user_events_log",
+    "user_items_log",
     "user_days_since_last",
+    "user_repeat_share",
     "user_seen_share",
+    "user_sessions_log",
+    "user_item_count_log",
+    "user_item_share",
+    "user_item_sessions_ago",
+    "user_item_session_share",
+    "user_item_decayed",
+    "user_item_days_before_last",
 ]
-# With the embedding generator: the retrieval model's u . v + b for every candidate (NaN for a
-# user or item it has no vector for) and the generator's own rank.
-EMBEDDING_SIGNALS = ["emb_score", "emb_rank_log"]
+GENERATOR_SIGNALS = {
+    "cooccurrence": ["cooc_score", "cooc_rank_log"],
+    "ease": ["ease_score", "ease_rank_log"],
+    "repeat": ["repeat_rank_log"],
+    "embedding": ["emb_score", "emb_rank_log"],
+}
 
 
-def add_signals(
-    candidates: pd.DataFrame, history: pd.DataFrame, popular: pd.DataFrame, cutoff: int,
-    embedding: EmbeddingIndex | None = None,
-) -> pd.DataFrame:
-    """Add the ``SIGNAL_FEATURES`` columns: recency and repeat signals the rankers need to beat
-    popularity on a temporal split; with ``embedding``, ``EMBEDDING_SIGNALS`` too.
+def signal_features(spec: CandidatesSpec, repeat_on: bool) -> list[str]:
+    """The signal columns ``add_signals`` writes for this candidate configuration."""
+    names = list(BASE_SIGNALS)
+    for generator, columns in GENERATOR_SIGNALS.items():
+        on = repeat_on if generator == "repeat" else getattr(spec, generator) is not None
+        if on:
+            names += columns
+    return names
 
-    Per-item and per-user values (counts, their logs) are computed once on the small item and
-    user tables and gathered to the candidate rows by position; the frame is built once at the
-    end: a merge, column-by-column inserts and a log per candidate row cost more than that.
-    """
-    items, users = candidates[ITEM].to_numpy(), candidates[USER].to_numpy()
+
+def add_signals(retrieved: Retrieved, rows: pd.DataFrame, history: pd.DataFrame,
+                ctx: NightContext) -> pd.DataFrame:
+    """``rows`` (filtered candidates of ``retrieved``) with ``signal_features`` added."""
+    popular, cutoff = ctx.popular, ctx.cutoff
+    items, users = rows[ITEM].to_numpy(), rows[USER].to_numpy()
     item_at = pd.Index(popular[ITEM].to_numpy()).get_indexer(items)
 
-    def per_item(values: np.ndarray, missing: float) -> np.ndarray:
-        """``values`` (one per popularity row) for each candidate; ``missing`` for items the
-        popularity table lacks."""
-        return _gather(values, item_at, missing)
+    def per_item(column: str, missing: float, log: bool = False) -> np.ndarray:
+        values = popular[column].to_numpy(dtype=np.float64)
+        return _gather(np.log1p(values) if log else values, item_at, missing)
 
-    def count(column: str) -> np.ndarray:
-        return np.nan_to_num(popular[column].to_numpy(dtype=np.float64), nan=0.0)
-
-    activity = history.groupby(USER).agg(events=(ITEM, "size"), last=(TIME, "max"))
+    activity = history.groupby(USER).agg(events=(ITEM, "size"), items=(ITEM, "nunique"),
+                                         last=(TIME, "max"))
     user_at = activity.index.get_indexer(users)
     user_events = activity["events"].to_numpy(dtype=np.float64)
+    distinct = activity["items"].to_numpy(dtype=np.float64)
     events = _gather(user_events, user_at, 0.0)
-    last = _gather(activity["last"].to_numpy(dtype=np.float64), user_at, np.nan)
-    pop_count = count("pop_count")
-    # Repeat consumption: how often the user already took this item (0 when seen items are
-    # filtered out, as on MovieLens; the strongest signal where people come back).
-    repeats = pair_counts(users, items, history)
+    user_last = _gather(activity["last"].to_numpy(dtype=np.float64), user_at, np.nan)
+    own = pair_history(history)
+    pairs = own.lookup(users, items)
+    sessions = _gather(own.user_sessions.reindex(activity.index).to_numpy(dtype=np.float64),
+                       user_at, 0.0)
     signals = {
-        "item_age_days": _gather(popular["item_age_days"].to_numpy(), item_at, np.nan),
-        "item_idle_days": _gather(popular["item_idle_days"].to_numpy(), item_at, np.nan),
-        "pop_rank_log": np.log1p(candidates["pop_rank"].to_numpy(dtype=np.float64)),
-        "cooc_rank_log": np.log1p(candidates["cooc_rank"].to_numpy(dtype=np.float64)),
-        "pop_count_log": per_item(np.log1p(pop_count), 0.0),
-        "pop_recent_log": per_item(np.log1p(count("pop_recent")), 0.0),
-        "pop_week_log": per_item(np.log1p(count("pop_week")), 0.0),
-        "pop_3day_log": per_item(np.log1p(count("pop_3day")), 0.0),
-        "user_item_repeat_log": np.log1p(repeats.astype(np.float64)),
-        "user_events_log": _gather(np.log1p(user_events), user_at, 0.0),
-        "user_days_since_last": (cutoff - last) / DAY,
-        # Share of this item's all-time audience the user's activity level represents: a cheap
-        # interaction of user activity and item popularity.
-        "user_seen_share": events / (1.0 + per_item(pop_count, 0.0)),
+        "pop_count_log": per_item("pop_count", 0.0, log=True),
+        "pop_recent_log": per_item("pop_recent", 0.0, log=True),
+        "pop_week_log": per_item("pop_week", 0.0, log=True),
+        "pop_3day_log": per_item("pop_3day", 0.0, log=True),
+        "pop_users_log": per_item("pop_users", 0.0, log=True),
+        "item_age_days": per_item("item_age_days", np.nan),
+        "item_idle_days": per_item("item_idle_days", np.nan),
+        "item_repeat_rate": per_item("item_repeat_rate", np.nan),
+        "user_events_log": np.log1p(events),
+        "user_items_log": _gather(np.log1p(distinct), user_at, 0.0),
+        "user_days_since_last": (cutoff - user_last) / DAY,
+        # Share of the user's events that went back to an item they had already had.
+        "user_repeat_share": _gather(1.0 - distinct / np.maximum(user_events, 1.0), user_at,
+                                     np.nan),
+        # The user's activity against the item's all-time audience: a cheap interaction term.
+        "user_seen_share": events / (1.0 + per_item("pop_count", 0.0)),
+        "user_sessions_log": np.log1p(sessions),
+        "user_item_count_log": np.log1p(pairs["count"].to_numpy()),
+        "user_item_share": pairs["count"].to_numpy() / np.maximum(events, 1.0),
+        "user_item_sessions_ago": pairs["sessions_ago"].to_numpy(),
+        "user_item_session_share": pairs["sessions"].to_numpy() / np.maximum(sessions, 1.0),
+        "user_item_decayed": pairs["decayed"].to_numpy(),
+        "user_item_days_before_last": (user_last - pairs["last"].to_numpy()) / DAY,
     }
-    if embedding is not None:
-        signals["emb_score"] = embedding.pair_scores(users, items)
-        ranks = (candidates["emb_rank"].to_numpy(dtype=np.float64) if "emb_rank" in candidates
-                 else np.full(len(candidates), float(NO_RANK)))
-        signals["emb_rank_log"] = np.log1p(ranks)
-    base = candidates.reset_index(drop=True)
+    for column in RANK_COLUMNS.values():
+        if column in rows:
+            signals[f"{column}_log"] = np.log1p(rows[column].to_numpy(dtype=np.float64))
+    for name, table in (("cooc_score", retrieved.cooccurrence), ("ease_score", retrieved.ease),
+                        ("emb_score", retrieved.embedding)):
+        if table is not None:
+            signals[name] = table.pair_scores(users, items)
+    # A configured generator with nothing to go on (no history yet) still gives its columns.
+    for name in signal_features(ctx.candidates, ctx.repeat_on):
+        if name not in signals:
+            missing = np.log1p(NO_RANK) if name.endswith("_rank_log") else (
+                0.0 if name == "cooc_score" else np.nan)
+            signals[name] = np.full(len(rows), missing, dtype=np.float64)
+    base = rows.reset_index(drop=True)
     # copy=False: the arrays are fresh, so the frame takes them as they are (no 2-D block copy)
     return pd.concat([base, pd.DataFrame(signals, index=base.index, copy=False)], axis=1)
 
@@ -115,7 +152,7 @@ def feature_matrix(rows: pd.DataFrame, columns: list[str]) -> np.ndarray:
 
     Filled column by column into a (columns x rows) buffer and returned transposed: no
     intermediate frame of the selected columns (``rows[columns]`` copies every block first).
-    The Fortran-ordered result is what XGBoost's ``inplace_predict`` reads fastest, copy included.
+    The Fortran-ordered result is what XGBoost's ``inplace_predict`` reads fastest.
     """
     out = np.empty((len(columns), len(rows)), dtype=np.float32)
     for j, column in enumerate(columns):

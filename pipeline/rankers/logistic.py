@@ -1,11 +1,11 @@
-"""Logistic regression, the click-ranker baseline: fitted by Newton's method (IRLS) with an L2
-penalty on standardised features. Each iteration is one distributed pass: every partition
-returns its gradient and ``d x d`` Hessian, summed in a tree; only those reach the client.
-Missing values become the feature's mean (0 after standardising). Saved as JSON."""
+"""Logistic regression, the linear baseline ranker: fitted by Newton's method (IRLS) with an L2
+penalty on standardised features, on the same training rows as the GBDT. Each iteration is one
+distributed pass: every partition returns its gradient and ``d x d`` Hessian, summed in a tree;
+only those reach the client. Missing values become the feature's mean (0 after standardising).
+Saved as its ranker card (JSON), so ``load_scorer`` can publish it like any ranker."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,8 +15,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import DataError
-
-MODEL_FILE = "logistic.json"
+from pipeline.rankers.card import LOGISTIC, ranker_card, write_ranker_card
 
 
 @dataclass(frozen=True)
@@ -26,6 +25,7 @@ class LogisticModel:
     scale: np.ndarray
     coef: np.ndarray  # intercept first
     iterations: int
+    kind: str = LOGISTIC
 
     def design(self, frame: pd.DataFrame) -> np.ndarray:
         x = frame[self.features].to_numpy(dtype=np.float64, na_value=np.nan)
@@ -37,16 +37,19 @@ class LogisticModel:
         """Click probabilities for the rows of ``frame``."""
         return (1.0 / (1.0 + np.exp(-(self.design(frame) @ self.coef)))).astype(np.float32)
 
+    def score(self, encoded: pd.DataFrame) -> np.ndarray:
+        """The ``Scorer`` protocol: one score per row (the click probability)."""
+        return self.predict(encoded)
+
     def save(self, out: Path) -> None:
         out.mkdir(parents=True, exist_ok=True)
-        card = {"format_version": 1, "kind": "logistic", "features": self.features,
-                "mean": self.mean.tolist(), "scale": self.scale.tolist(),
-                "coef": self.coef.tolist(), "iterations": self.iterations}
-        (out / MODEL_FILE).write_text(json.dumps(card, indent=2) + "\n")
+        write_ranker_card(out, {"kind": LOGISTIC, "features": self.features,
+                                "mean": self.mean.tolist(), "scale": self.scale.tolist(),
+                                "coef": self.coef.tolist(), "iterations": self.iterations})
 
     @classmethod
     def load(cls, out: Path) -> LogisticModel:
-        card = json.loads((out / MODEL_FILE).read_text())
+        card = ranker_card(out)
         return cls(card["features"], np.array(card["mean"]), np.array(card["scale"]),
                    np.array(card["coef"]), int(card["iterations"]))
 
@@ -105,16 +108,3 @@ def fit_logistic(rows: dd.DataFrame, features: list[str], *, label: str = "label
             break
         previous = loss
     return model
-
-
-def logistic_partition(events: pd.DataFrame, ctx: object, model: LogisticModel,
-                       window_end: int | None) -> pd.DataFrame:
-    """Stages 1-4 of the nightly lists with logistic regression as the ranker: the same
-    candidates, filter and short-list filling as the XGBoost ranker, so only the model differs."""
-    from pipeline.recommend.topk import fill_short_lists, top_k
-    from pipeline.rows.build import candidate_rows
-
-    rows, encoded, history, users = candidate_rows(events, ctx, window_end)
-    scored = rows[["user_id", "item_id", "source"]].assign(score=model.predict(encoded))
-    lists = top_k(scored, ctx.k)
-    return fill_short_lists(lists, users, ctx.popular, history, ctx.k)
