@@ -363,7 +363,7 @@ class EvaluationSpec(_Strict):
     k: int = Field(10, ge=1)
     seeds: int = Field(1, ge=1, le=50, description="ranker trainings per night (mean ± std)")
     baselines: list[BaselineName] = Field(
-        default_factory=lambda: ["popularity", "repeat", "itemknn", "ease", "logistic"])
+        default_factory=lambda: ["popularity", "repeat", "itemknn", "ease"])
     publish_best: bool = True
 
 

@@ -7,6 +7,8 @@ Datasets (``--datasets``, comma-separated):
   relevant = rating >= 4; scored users: those with history and a relevant test item.
 - ``repeat-purchases``: a synthetic grocery log (baskets of personal staples that drift, trials
   that stick, a popular head); the test is each user's last basket, every line relevant.
+- ``synthetic-movies``: a synthetic film site (releases whose hype fades, users with tastes who
+  come in bursts), split like MovieLens-100k but with six times its test users.
 
 For each dataset the night runs ``--seeds`` times (``ranker.seed`` 0, 1, ...) on the training
 part with ``workflows/movielens.yaml`` adapted only for paths, columns and feature columns. The
@@ -139,6 +141,58 @@ def repeat_purchases(users: int = 600, items: int = 6000, seed: int = 0) -> pd.D
     return pd.DataFrame({"user_id": log[:, 0], "item_id": log[:, 1], "timestamp": log[:, 2]})
 
 
+def synthetic_movies(users: int = 4000, items: int = 2500, days: int = 900,
+                     seed: int = 0) -> pd.DataFrame:
+    """Ratings shaped like a film site's: films released over time with a quality and a hype
+    that fades after release; users with tastes (latent factors) who arrive over the years
+    (most early), rate a burst of films in their first session and come back now and then for
+    smaller ones; each picks unseen released films by taste, quality and hype (Gumbel top-k of
+    a softmax) and rates them by taste and quality. A test user's next films are partly what is
+    new at the time, partly their long-standing taste."""
+    rng = np.random.default_rng(seed)
+    dim = 8
+    release = np.where(rng.random(items) < 0.4, 0.0, rng.uniform(0, days, items))
+    quality = rng.normal(0, 1, items)
+    vectors = rng.normal(0, 1, (items, dim)) / np.sqrt(dim)
+    arrival = days * rng.beta(0.7, 2.0, users)
+    tastes = rng.normal(0, 1, (users, dim))
+    rows: list[np.ndarray] = []
+    for user in range(users):
+        when, seen = arrival[user], np.zeros(items, dtype=bool)
+        size = int(np.clip(rng.lognormal(3.2, 0.9), 5, 600))
+        while when < days:
+            released = (release <= when) & ~seen
+            age = np.maximum(when - release, 0.0)
+            utility = (1.5 * (vectors @ tastes[user]) + 1.2 * quality
+                       + 4.5 * np.exp(-age / 60.0))
+            noisy = np.where(released, utility + rng.gumbel(size=items), -np.inf)
+            size = min(size, int(released.sum()))
+            if size <= 0:
+                break
+            picked = np.argpartition(-noisy, size - 1)[:size]
+            liking = vectors[picked] @ tastes[user] + quality[picked] + rng.normal(0, 1, size)
+            rating = np.clip(np.round(2.4 + 0.9 * liking), 1, 5).astype(np.int64)
+            stamp = (when * DAY + rng.uniform(0, 4 * 3600, size)).astype(np.int64)
+            rows.append(np.c_[np.full(size, user + 1), picked + 1, rating, stamp])
+            seen[picked] = True
+            if rng.random() > 0.7:  # most users do not come back every time
+                break
+            when += rng.exponential(60.0)
+            size = int(np.clip(rng.lognormal(1.8, 0.8), 1, 100))
+    log = np.concatenate(rows)
+    return pd.DataFrame({"user_id": log[:, 0], "item_id": log[:, 1], "rating": log[:, 2],
+                         "timestamp": 1_000_000_000 + log[:, 3]})
+
+
+def movies_split(seed: int = 0) -> Split:
+    events = synthetic_movies(seed=seed)
+    train, truth = global_temporal(events, 0.1, lambda t: t["rating"] >= 4)
+    return Split("synthetic-movies", train, truth, exclude_seen=True,
+                 features=[{"op": "categorify", "columns": ["user_id", "item_id"]},
+                           {"op": "target_encoding", "columns": ["item_id"],
+                            "target": "relevant", "p_smooth": 20}])
+
+
 def repeat_split(seed: int = 0) -> Split:
     events = repeat_purchases(seed=seed)
     train, truth = last_basket(events)
@@ -149,6 +203,7 @@ def repeat_split(seed: int = 0) -> Split:
 DATASETS: dict[str, Callable[[Path], Split]] = {
     "movielens-100k": movielens,
     "repeat-purchases": lambda root: repeat_split(),
+    "synthetic-movies": lambda root: movies_split(),
 }
 
 

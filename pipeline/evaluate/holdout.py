@@ -50,7 +50,8 @@ def holdout_partition(events: pd.DataFrame, ctx: NightContext,
     truth = {h: t.loc[t[USER].isin(users), [USER, ITEM]].drop_duplicates()
              for h, t in truth.items()}
     out: dict[str, Any] = {"users": {h: int(t[USER].nunique()) for h, t in truth.items()},
-                           "metrics": {}, "listed": {}, "recall": {}, "candidates": {}}
+                           "metrics": {}, "listed": {}, "recall": {}, "candidates": {},
+                           "per_user": {}}
     if len(users) == 0:
         return out
     rows, encoded, history = candidate_rows(events, ctx, users)
@@ -62,7 +63,9 @@ def holdout_partition(events: pd.DataFrame, ctx: NightContext,
                             ctx)
         top = lists[lists["rank"] <= plan.k]
         out["listed"][name] = np.unique(top[ITEM].to_numpy())
-        out["metrics"][name] = {h: list_metric_sums(top, truth[h], plan.k) for h in HORIZONS}
+        scored = {h: per_user_metrics(top, truth[h], plan.k) for h in HORIZONS}
+        out["metrics"][name] = {h: metric_sums(m) for h, m in scored.items()}
+        out["per_user"][name] = scored["long"]["ndcg"].to_numpy()  # paired comparisons
     return out
 
 
@@ -80,13 +83,14 @@ def _retrieval(rows: pd.DataFrame, truth: pd.DataFrame, out: dict[str, Any]) -> 
 
 
 
-def list_metric_sums(top: pd.DataFrame, truth: pd.DataFrame, k: int) -> dict[str, float]:
-    """Summed NDCG@k, Recall@k and MAP@k over the users of ``truth`` (binary relevance), of the
-    lists ``top`` (``user_id, rank, item_id``, ranks <= k); a user without a list scores 0."""
+def per_user_metrics(top: pd.DataFrame, truth: pd.DataFrame, k: int) -> pd.DataFrame:
+    """NDCG@k, Recall@k and AP@k of each user of ``truth`` (binary relevance; index: the users,
+    sorted) for the lists ``top`` (``user_id, rank, item_id``, ranks <= k); a user without a
+    list scores 0."""
     relevant = truth.groupby(USER).size()
-    sums = {"users": float(len(relevant)), "ndcg": 0.0, "recall": 0.0, "map": 0.0}
+    out = pd.DataFrame({m: np.zeros(len(relevant)) for m in MEASURES}, index=relevant.index)
     if len(relevant) == 0 or len(top) == 0:
-        return sums
+        return out
     hits = top[pairs_isin(top[USER].to_numpy(), top[ITEM].to_numpy(), truth)]
     hits = hits.sort_values([USER, "rank"], kind="stable")
     ranks = hits["rank"].to_numpy(dtype=np.float64)
@@ -97,7 +101,12 @@ def list_metric_sums(top: pd.DataFrame, truth: pd.DataFrame, k: int) -> dict[str
     per_user = per_user.reindex(relevant.index, fill_value=0.0)
     n_rel = relevant.to_numpy()
     gains = np.r_[0.0, np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))]
-    sums["ndcg"] = float((per_user["dcg"].to_numpy() / gains[np.minimum(n_rel, k)]).sum())
-    sums["recall"] = float((per_user["hits"].to_numpy() / n_rel).sum())
-    sums["map"] = float((per_user["precision"].to_numpy() / np.minimum(n_rel, k)).sum())
-    return sums
+    out["ndcg"] = per_user["dcg"].to_numpy() / gains[np.minimum(n_rel, k)]
+    out["recall"] = per_user["hits"].to_numpy() / n_rel
+    out["map"] = per_user["precision"].to_numpy() / np.minimum(n_rel, k)
+    return out
+
+
+def metric_sums(per_user: pd.DataFrame) -> dict[str, float]:
+    """The per-user metrics summed, with the number of users."""
+    return {"users": float(len(per_user)), **{m: float(per_user[m].sum()) for m in MEASURES}}

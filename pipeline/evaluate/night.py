@@ -107,22 +107,34 @@ def verdict(table: dict[str, dict[str, Any]], k: int) -> dict[str, Any]:
             else None}
 
 
-def choose(table: dict[str, dict[str, Any]], k: int, enabled: bool) -> dict[str, Any]:
-    """Which lists the night publishes: the best NDCG@k over the long horizon (the ranker on
-    ties), or the ranker when choosing is switched off; with every source's margin."""
+def choose(table: dict[str, dict[str, Any]], paired: dict[str, np.ndarray], k: int,
+           enabled: bool) -> dict[str, Any]:
+    """Which lists the night publishes: the ranker's, unless a baseline scored a higher NDCG@k
+    over the long horizon (the horizon the ranker was trained for); with choosing switched off,
+    always the ranker. Each baseline's paired per-user gain over the ranker is recorded with
+    its standard error, so a reader can tell a clear win from a coin toss."""
     key = f"ndcg@{k}"
     scores = {name: round(row[key], 6) for name, row in table.items()}
-    best = max(scores, key=lambda name: (scores[name], name == RANKER))
+    ranker = paired.get(RANKER, np.zeros(0))
+    margins: dict[str, dict[str, float]] = {}
+    for name, values in paired.items():
+        if name == RANKER or len(values) != len(ranker) or len(values) < 2:
+            continue
+        diff = values - ranker
+        margins[name] = {"gain": round(float(diff.mean()), 6),
+                         "stderr": round(float(diff.std(ddof=1) / np.sqrt(len(diff))), 6)}
+    winners = {n: m["gain"] for n, m in margins.items() if m["gain"] > 0}
+    best = max(winners, key=winners.__getitem__) if winners else RANKER
     published = best if enabled else RANKER
-    if published == RANKER:
-        reason = ("the ranker scored best" if best == RANKER else
-                  f"choosing is off (evaluation.publish_best); {best} scored best")
+    if published != RANKER:
+        reason = (f"{best} beat the ranker by {winners[best]:.4f} {key} (standard error "
+                  f"{margins[best]['stderr']:.4f})")
+    elif best != RANKER:
+        reason = f"choosing is off (evaluation.publish_best); {best} beat the ranker"
     else:
-        reason = f"{best} beat the ranker by {scores[best] - scores[RANKER]:.4f} {key}"
-    return {"published": published, "best": best, "metric": key, "horizon": "long",
-            "enabled": enabled, "reason": reason, "scores": scores,
-            "ranker_margin": {n: round(scores[RANKER] - s, 6) for n, s in scores.items()
-                              if n != RANKER}}
+        reason = "no baseline beat the ranker"
+    return {"published": published, "metric": key, "horizon": "long", "enabled": enabled,
+            "reason": reason, "scores": scores, "baseline_gain_over_ranker": margins}
 
 
 def evaluate_night(client: Client, spec: WorkflowSpec, data: NightData) -> dict[str, Any]:
@@ -184,7 +196,9 @@ def evaluate_night(client: Client, spec: WorkflowSpec, data: NightData) -> dict[
         log.info("holdout %-18s NDCG@%d %.4f ± %.4f  Recall@%d %.4f  (short horizon NDCG %.4f)",
                  model, k, row[f"ndcg@{k}"], row[f"ndcg@{k}_std"], k, row[f"recall@{k}"],
                  tables["short"][model][f"ndcg@{k}"])
-    choice = choose(table, k, ev.publish_best)
+    paired = {name: np.concatenate([p["per_user"][name] for p in parts
+                                    if name in p["per_user"]]) for name in sources}
+    choice = choose(table, paired, k, ev.publish_best)
     choice["model_dir"] = sources.get(choice["published"])  # None: a signal baseline
     log.info("publishing the %s lists: %s", choice["published"], choice["reason"])
     return {"metrics": table, "horizons": {"short": tables["short"], "long": table},

@@ -71,13 +71,17 @@ def train_xgboost(
         return dxgb.DaskQuantileDMatrix(client, part[features], part["label"], ref=ref,
                                         qid=part["qid"] if ranking else None)
 
+    metrics = ["auc", "ndcg@10"] if ranking else ["auc", "logloss"]
+    params = {**DEFAULT_PARAMS, **spec.params, "objective": spec.objective,
+              "eval_metric": metrics, "seed": spec.seed, "nthread": 1}
+    queries = int(rows["qid"].nunique().compute()) if ranking else n_train + n_valid
+    if n_valid and base is None and queries <= CV_MAX_QUERIES and "user_key" in rows:
+        return _train_by_folds(client, rows, features, spec, params, matrix, out,
+                               (n_train, n_valid, positives))
     dtrain = matrix(train)
     # Only the validation users are scored each round: the training rows' AUC and NDCG (a sort of
     # millions of rows per round) went unused and, at MovieLens-1M size, cost most of the training.
     evals = [(matrix(valid, dtrain), "valid")] if n_valid else [(dtrain, "train")]
-    metrics = ["auc", "ndcg@10"] if ranking else ["auc", "logloss"]
-    params = {**DEFAULT_PARAMS, **spec.params, "objective": spec.objective,
-              "eval_metric": metrics, "seed": spec.seed, "nthread": 1}
     output = train_on_cluster(
         client, params, dtrain, num_boost_round=spec.num_boost_round, evals=evals,
         early_stopping_rounds=spec.early_stopping_rounds if n_valid else None,
@@ -110,6 +114,40 @@ def train_xgboost(
     log.info("trained XGBoost: %d trees, valid %s %.4f", best_iteration + 1, report.metric,
              report.best_score)
     return report
+
+
+CV_MAX_QUERIES = 2000  # up to this many (user, window) queries, boost rounds come from folds
+CV_FOLDS = 4
+
+
+def _train_by_folds(client: Client, rows: dd.DataFrame, features: list[str], spec: RankerSpec,
+                    params: dict[str, Any], matrix: Any, out: Path,
+                    counts: tuple[int, int, int]) -> TrainReport:
+    """Few queries: the number of rounds is where the validation metric averaged over
+    ``CV_FOLDS`` folds of users peaks (one validation set of a few hundred users is noise that
+    early stopping mistakes for a peak after a handful of trees), then one model is trained on
+    every row for that many rounds."""
+    fold = (rows["user_key"] * CV_FOLDS).astype("int64")
+    metric = params["eval_metric"][-1]
+    curves = []
+    for f in range(CV_FOLDS):
+        dtrain = matrix(rows[fold != f])
+        output = train_on_cluster(client, params, dtrain, num_boost_round=spec.num_boost_round,
+                                  evals=[(matrix(rows[fold == f], dtrain), "valid")],
+                                  verbose_eval=False)
+        curves.append(np.asarray(output["history"]["valid"][metric], dtype=np.float64))
+    mean = np.mean(curves, axis=0)
+    best = int(np.argmax(mean) if metric != "logloss" else np.argmin(mean))
+    output = train_on_cluster(client, params, matrix(rows), num_boost_round=best + 1,
+                              verbose_eval=False)
+    n_train, n_valid, positives = counts
+    save_ranker(output["booster"], features, out, {
+        "objective": spec.objective, "seed": spec.seed, "folds": CV_FOLDS,
+        "cv_metric": metric, "cv_score": float(mean[best])})
+    log.info("trained XGBoost: %d trees (rounds from %d folds), %s %.4f", best + 1, CV_FOLDS,
+             metric, mean[best])
+    return TrainReport(best_iteration=best, best_score=float(mean[best]), metric=metric,
+                       train_rows=n_train + n_valid, valid_rows=0, positives=positives)
 
 
 def pin_partitions(client: Client, rows: dd.DataFrame, poll_s: float = 5.0) -> dd.DataFrame:
