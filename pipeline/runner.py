@@ -43,6 +43,7 @@ from pipeline.recommend.cooccurrence import fit_cooccurrence
 from pipeline.recommend.popularity import DAY, fit_popularity
 from pipeline.recommend.rank_features import SIGNAL_FEATURES
 from pipeline.recommend.rules import fallback_items
+from pipeline.runfolder import RunFolder
 from pipeline.train.rankers import train_ranker
 from pipeline.train.retrieval import fit_retrieval
 from pipeline.train.tuning import tune_xgboost
@@ -89,14 +90,17 @@ class NightlyRun:
                  *, force: bool = False, progress: Progress | None = None) -> None:
         self.spec, self.date, self.client, self.redis_url = spec, date, client, redis_url
         self.progress = progress or Progress(None)
-        self.paths = RunPaths(spec.run.dir / spec.name / date)
+        self.folder = RunFolder(spec.run.dir / spec.name, date)  # checks the date and name
+        self.paths = RunPaths(self.folder.root)
         fingerprint = workflow_fingerprint(spec)
-        if self.paths.root.exists() and (force or _recorded_fingerprint(self.paths.root)
-                                         != fingerprint):
+        self.folder.claim()
+        if force or ((self.paths.root / MANIFEST).exists()
+                     and _recorded_fingerprint(self.paths.root) != fingerprint):
             if not force:
                 log.warning("the workflow changed since %s last ran: re-running every stage",
                             date)
-            shutil.rmtree(self.paths.root)
+            self.folder.remove(self.paths.root)
+            self.folder.claim()
         self.manifest = Manifest.open(
             self.paths.root, workflow=spec.name, date=date, workflow_fingerprint=fingerprint,
             workflow_file=str(spec.source) if spec.source else None,
@@ -277,7 +281,7 @@ class NightlyRun:
         _check_op_columns(self.spec, set(history.columns) | set(SIGNAL_FEATURES))
         workflow = Workflow(build_ops(self.spec))
         workflow.fit(history)
-        shutil.rmtree(self.paths.workflow, ignore_errors=True)
+        self.folder.remove(self.paths.workflow)
         workflow.save(self.paths.workflow)
         return {"fit_rows": int(history.shape[0].compute()), "updated_from": None,
                 "update_refused": refused, "output_schema": workflow.output_schema}
@@ -305,7 +309,7 @@ class NightlyRun:
                 log.warning("incremental night: %s; refitting the feature statistics in full",
                             exc)
                 return str(exc)
-        shutil.rmtree(self.paths.workflow, ignore_errors=True)
+        self.folder.remove(self.paths.workflow)
         workflow.save(self.paths.workflow)
         return {"fit_rows": rows, "updated_from": str(base),
                 "output_schema": workflow.output_schema}
@@ -342,7 +346,7 @@ class NightlyRun:
         ]
         rows = dd.concat(blocks)
         # Kept for the evaluate stage (extra seeds, logistic regression): built once.
-        shutil.rmtree(self.paths.root / "train_rows", ignore_errors=True)
+        self.folder.remove(self.paths.root / "train_rows")
         rows.to_parquet(self.paths.root / "train_rows", write_index=False)
         rows = dd.read_parquet(self.paths.root / "train_rows")
         base = self._incremental_base()  # incremental: go on from the last good model
@@ -381,7 +385,7 @@ class NightlyRun:
         each filter rule removed and each stage's seconds (summed over partitions)."""
         split, k = self._split(), self.spec.recommend.k
         ctx = self._serving_context(self._context(split["last_event"] + 1))
-        shutil.rmtree(self.paths.lists, ignore_errors=True)
+        self.folder.remove(self.paths.lists)
         stats = write_recommendations(self._events(), ctx, str(self.paths.model), None,
                                       self.paths.lists)
         fallback = fallback_items(ctx.popular, ctx.rules, k)[[ITEM, "pop_rank"]]
