@@ -45,8 +45,11 @@ class SideTableSpec(_Strict):
 
 class DataSpec(_Strict):
     fetch: Literal["movielens-100k"] | None = Field(
-        None, description="dataset to fetch into the interactions' parent folder when missing"
+        None, description="dataset to fetch into the interactions' parent folder when missing "
+        "(only a missing or empty folder: nothing there is ever overwritten)"
     )
+    drop_duplicates: bool = Field(
+        False, description="drop repeated (user, item, timestamp) rows (always counted)")
     interactions: InteractionsSpec
     users: SideTableSpec | None = None
     items: SideTableSpec | None = None
@@ -508,6 +511,39 @@ class WorkflowSpec(_Strict):
     @property
     def namespace(self) -> str:
         return self.publish.namespace or self.name
+
+    @model_validator(mode="after")
+    def _name_is_a_folder(self) -> WorkflowSpec:
+        """The name is a folder under ``run.dir``: '.' or '..' would point elsewhere."""
+        if self.name in (".", ".."):
+            raise ValueError(f"name {self.name!r} cannot name a run folder; use letters, digits, "
+                             "_ . - (not '.' or '..')")
+        return self
+
+
+def label_problem(spec: WorkflowSpec) -> str | None:
+    """Why the relevance label cannot be computed from the interactions, or None if it can.
+
+    ``label.column`` names the rating either by its canonical name ``rating`` or by the source
+    column ``data.interactions.columns.rating`` maps; both mean the same column.
+    """
+    column, rating = spec.label.column, spec.data.interactions.columns.rating
+    if rating is None:
+        return (f"label.column is '{column}', but the relevance label needs a rating column and "
+                "data.interactions.columns maps none: add 'rating: <column>' under "
+                "data.interactions.columns")
+    if column not in ("rating", rating):
+        return (f"label.column is '{column}', but the rating column is '{rating}' "
+                f"(data.interactions.columns.rating): set label.column to '{rating}' or "
+                "'rating', or map that column as the rating")
+    return None
+
+
+def check_label(spec: WorkflowSpec) -> None:
+    """``ConfigError`` if the relevance label cannot be computed (see ``label_problem``)."""
+    problem = label_problem(spec)
+    if problem:
+        raise ConfigError(problem)
 
 
 def load_workflow(path: str | Path) -> WorkflowSpec:

@@ -13,7 +13,6 @@ import hashlib
 import inspect
 import json
 import logging
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,10 +24,17 @@ import dask.dataframe as dd
 import pandas as pd
 from distributed import Client
 
-from pipeline.config import WorkflowSpec
+from pipeline.checks import check_op_columns, op_columns
+from pipeline.cleaning import (
+    duplicate_count,
+    read_usable_interactions,
+    report_duplicates,
+    without_duplicates,
+)
+from pipeline.config import WorkflowSpec, check_label
 from pipeline.errors import ConfigError, DataError
 from pipeline.incremental import plan_night
-from pipeline.io import ITEM, RATING, TIME, USER, read_interactions, read_side_table
+from pipeline.io import ITEM, RATING, TIME, USER, naming_bad_file, read_side_table
 from pipeline.manifest import MANIFEST, Manifest, utc_now
 from pipeline.progress import Progress
 from pipeline.recommend.batch import (
@@ -177,7 +183,8 @@ class NightlyRun:
                     continue
                 frame = read_side_table(table_spec, key, what)
                 columns = [c for c in frame.columns if c in wanted and c not in (USER, ITEM)]
-                table = frame[[key, *columns]].compute()
+                with naming_bad_file(table_spec.path, what):
+                    table = frame[[key, *columns]].compute()
                 duplicated = table[key].duplicated()
                 if duplicated.any():
                     raise DataError(
@@ -229,24 +236,26 @@ class NightlyRun:
         """Read the log, add the relevance label, repartition by user, fix the split times."""
         spec = self.spec
         _fetch_if_configured(spec)
-        events = read_interactions(spec.data.interactions)
-        label = spec.label
-        if label.column != RATING or spec.data.interactions.columns.rating is None:
-            raise ConfigError(
-                f"label.column is '{label.column}' but data.interactions.columns has no rating "
-                "mapping; add 'rating: <column>' under data.interactions.columns"
-            )
-        events = events.assign(**{label.name: (events[RATING] >= label.min_value)
-                                  .astype("int8")})
-        n_parts = max(events.npartitions, len(self.client.scheduler_info()["workers"]))
-        events = events.shuffle(on=USER, npartitions=n_parts)
-        shutil.rmtree(self.paths.events, ignore_errors=True)
-        events.to_parquet(self.paths.events, write_index=False)
+        check_label(spec)
+        where = (spec.data.interactions.path, "data.interactions")
+        with naming_bad_file(*where):  # a corrupt page: an error naming its file
+            usable = read_usable_interactions(spec.data.interactions)
+            events, label = usable.events, spec.label
+            events = events.assign(**{label.name: (events[RATING] >= label.min_value)
+                                      .astype("int8")})
+            n_parts = max(events.npartitions, len(self.client.scheduler_info()["workers"]))
+            events = events.shuffle(on=USER, npartitions=n_parts)
+            if spec.data.drop_duplicates:
+                events = without_duplicates(events)
+            self.folder.remove(self.paths.events)
+            events.to_parquet(self.paths.events, write_index=False)
         events = self._events()
-        rows, t_min, t_max, n_users, n_items = dask.compute(
+        rows, t_min, t_max, n_users, n_items, repeated = dask.compute(
             events.shape[0], events[TIME].min(), events[TIME].max(),
-            events[USER].nunique(), events[ITEM].nunique(),
+            events[USER].nunique(), events[ITEM].nunique(), duplicate_count(events),
         )
+        duplicates = usable.rows - int(rows) if spec.data.drop_duplicates else int(repeated)
+        report_duplicates(duplicates, spec.data.drop_duplicates, where[0])
         if rows == 0:
             raise DataError(f"data.interactions: {spec.data.interactions.path} has no rows")
         holdout_start = int(t_max) - int(spec.split.holdout_days * DAY)
@@ -262,7 +271,8 @@ class NightlyRun:
                  "label_start": label_starts[-1], "holdout_start": holdout_start,
                  "last_event": int(t_max)}
         return {"rows": int(rows), "users": int(n_users), "items": int(n_items),
-                "partitions": n_parts, "split": split,
+                "partitions": n_parts, "split": split, "dropped": usable.dropped,
+                "duplicates": duplicates,
                 "inputs": {"interactions": str(spec.data.interactions.path)}}
 
     def fit_features(self) -> dict[str, Any]:
@@ -436,6 +446,8 @@ def workflow_fingerprint(spec: WorkflowSpec) -> str:
     dumped = spec.model_dump(mode="json", exclude={"cluster": True, "run": {"dir"}})
     if dumped["ranker"].get("neural") is None:  # added later: unset, the hash stays as it was
         dumped["ranker"].pop("neural", None)
+    if not dumped["data"].get("drop_duplicates"):  # likewise
+        dumped["data"].pop("drop_duplicates", None)
     text = json.dumps(dumped, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -462,21 +474,11 @@ def build_ops(spec: WorkflowSpec) -> list[Any]:
 
 
 def _op_columns(op: Any) -> list[str]:
-    cols: list[str] = []
-    for c in op.columns:
-        cols.extend([c] if isinstance(c, str) else c)
-    return cols
+    return op_columns(op)
 
 
 def _check_op_columns(spec: WorkflowSpec, available: set[str]) -> None:
-    for i, op in enumerate(spec.features):
-        missing = [c for c in _op_columns(op) if c not in available]
-        if missing:
-            raise ConfigError(
-                f"features[{i}] ({op.op}) names column(s) {', '.join(map(repr, missing))} that "
-                f"neither the interactions nor the user/item tables have; available: "
-                f"{', '.join(sorted(available))}"
-            )
+    check_op_columns(spec, available)
 
 
 def _fetch_if_configured(spec: WorkflowSpec) -> None:
