@@ -157,10 +157,10 @@ class NightlyRun:
         if not self.manifest.is_done(name):
             return False
         if name == "publish":
-            from pipeline.publish import current_version
+            from pipeline.publish import version_stands
 
             version = self.manifest.stage("publish").get("version")
-            return current_version(self.redis_url, self.spec.namespace) == version
+            return version_stands(self.redis_url, self.spec.namespace, version)
         return True
 
     # -- inputs ----------------------------------------------------------------------------
@@ -433,10 +433,10 @@ def finished_night(spec: WorkflowSpec, date: str, redis_url: str) -> Manifest | 
     manifest = Manifest(root, _manifest_of(root))
     if manifest.data.get("status") != "done" or not all(map(manifest.is_done, STAGES)):
         return None
-    from pipeline.publish import current_version
+    from pipeline.publish import version_stands
 
     version = manifest.stage("publish").get("version")
-    return manifest if current_version(redis_url, spec.namespace) == version else None
+    return manifest if version_stands(redis_url, spec.namespace, version) else None
 
 
 def workflow_fingerprint(spec: WorkflowSpec) -> str:
