@@ -447,6 +447,9 @@ class ClusterSpec(_Strict):
     threads_per_worker: int = Field(1, ge=1)
     memory_limit: str = "auto"
     connect_timeout: str = Field("20s", description="how long to wait for a scheduler address")
+    dashboard_address: str = Field(
+        "127.0.0.1:0", description="where a scheduler recpipe starts serves its dashboard (no "
+        "login): this host only, a free port; e.g. '0.0.0.0:8787' to open it to the network")
     # local-cuda (and GPU batch jobs)
     rmm_pool_size: str | None = Field(None, description="RMM pool per GPU worker, e.g. '24GB'")
     device_memory_limit: str | None = Field(
