@@ -10,12 +10,16 @@ import sys
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from pipeline.errors import RecpipeError
 from pipeline.signals import Terminated
+
+if TYPE_CHECKING:
+    from pipeline.config import WorkflowSpec
+    from pipeline.manifest import Manifest
 
 log = logging.getLogger("recpipe")
 
@@ -100,7 +104,8 @@ def run(workflow: Path, date: str | None, force: bool, seeds: int | None,
             run_api(url, spec.namespace, host=host, port=port)
 
 
-def _run_night(spec: Any, date: str, url: str, *, force: bool, log_json: bool) -> Any:
+def _run_night(spec: WorkflowSpec, date: str, url: str, *, force: bool,
+               log_json: bool) -> Manifest:
     """Run (or find finished) one night under the run lock: fail fast, before hours of work, if
     Redis is down."""
     from pipeline.cluster import dask_client
