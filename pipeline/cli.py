@@ -109,10 +109,12 @@ def _run_night(spec: WorkflowSpec, date: str, url: str, *, force: bool,
     """Run (or find finished) one night under the run lock: fail fast, before hours of work, if
     Redis is down."""
     from pipeline.cluster import dask_client
+    from pipeline.logs import route_library_logs
     from pipeline.progress import Progress
     from pipeline.publish import redis_connection
     from pipeline.runner import NightlyRun, finished_night
 
+    route_library_logs()  # now that Dask is imported
     redis_connection(url).close()
     manifest = None if force else finished_night(spec, date, url)
     if manifest is not None:
