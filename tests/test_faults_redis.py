@@ -48,6 +48,52 @@ def test_a_lock_lost_to_a_stalled_redis_is_exit_3(
     assert written == {first.version, again.version}
 
 
+def test_a_lock_whose_reply_was_lost_is_ours(redis_url: str) -> None:
+    """Redis stalled after running the lock's SET: the client's retry finds the lock holding
+    its own token, and takes it instead of failing as "held by another publish" (exit 2)."""
+    from pipeline.publish.lock import NamespaceLock
+
+    r = redis.Redis.from_url(redis_url)
+    key = f"recpipe:{{t{os.getpid()}-lost-reply}}:lock"
+    lock = NamespaceLock(r, key)
+    r.set(key, lock.token, px=30_000)  # what the first, timed-out SET did
+    with lock:
+        assert r.get(key).decode() == lock.token
+    assert not r.exists(key)  # released as usual
+
+
+def test_a_retried_flip_or_rollback_happens_once(
+        dask_client: Any, redis_url: str, fresh_ns: str,  # noqa: F811 (the fixture)
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stalled Redis runs a script but its reply times out, and redis-py sends it again: the
+    pointer flip must not list its version twice, nor a rollback roll back two versions."""
+    lists, _ = make_lists(20)
+    first = publish_lists(lists, redis_url, fresh_ns, fallback_items=FALLBACK)
+    real = redis.Redis.register_script
+
+    def twice(self: redis.Redis, text: str) -> Any:
+        script = real(self, text)
+        if "RPUSH" not in text and "RPOP" not in text:
+            return script
+
+        def run(**kwargs: Any) -> Any:
+            script(**kwargs)  # its reply was lost
+            return script(**kwargs)
+
+        return run
+
+    monkeypatch.setattr(redis.Redis, "register_script", twice)
+    second = publish_lists(lists, redis_url, fresh_ns, fallback_items=FALLBACK)
+    third = publish_lists(lists, redis_url, fresh_ns, fallback_items=FALLBACK)
+    r = redis.Redis.from_url(redis_url)
+    versions = Keys(fresh_ns).versions
+    assert [v.decode() for v in r.lrange(versions, 0, -1)] == \
+        [first.version, second.version, third.version]
+    assert rollback(redis_url, fresh_ns) == second.version
+    assert current_version(redis_url, fresh_ns) == second.version
+    assert [v.decode() for v in r.lrange(versions, 0, -1)] == [first.version, second.version]
+
+
 # -- 6. a rollback is recorded, and its night is not published again without --force ---------
 
 def test_a_rolled_back_version_stands(

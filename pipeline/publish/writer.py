@@ -46,6 +46,9 @@ _FLIP = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return redis.error_reply('recpipe: the namespace lock was lost before the pointer flip')
 end
+if redis.call('GET', KEYS[2]) == ARGV[2] then
+  return {}  -- a retry after a reply lost to a stalled Redis: flipped already
+end
 redis.call('RPUSH', KEYS[3], ARGV[2])
 redis.call('SREM', KEYS[4], ARGV[2])
 local keep = tonumber(ARGV[3])
@@ -63,6 +66,13 @@ return retired
 _ROLLBACK = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return redis.error_reply('recpipe: the namespace lock was lost before the rollback')
+end
+local current = redis.call('GET', KEYS[2])
+if current ~= ARGV[2] then
+  if redis.call('SISMEMBER', KEYS[5], ARGV[2]) == 1 then
+    return {ARGV[2], current}  -- a retry after a reply lost to a stalled Redis: done already
+  end
+  return redis.error_reply('recpipe: current changed while rolling back; run it again')
 end
 local n = redis.call('LLEN', KEYS[3])
 local newest = redis.call('LINDEX', KEYS[3], -1)
@@ -383,12 +393,16 @@ def rollback(redis_url: str, namespace: str) -> str:
     r = redis_connection(redis_url)
     try:
         with NamespaceLock(r, keys.lock) as lock:
+            newest = _text(r.get(keys.current))
+            if newest is None:
+                raise PublishError(f"cannot roll back namespace {namespace!r}: nothing is "
+                                   "published there")
             script = r.register_script(_ROLLBACK)
-            try:
+            try:  # the version to roll back is an argument, so a retried script is a no-op
                 dropped, previous = script(
                     keys=[keys.lock, keys.current, keys.versions, keys.cleanup,
                           keys.rolled_back],
-                    args=[lock.token],
+                    args=[lock.token, newest],
                 )
             except redis.ResponseError as exc:
                 if _LOCK_LOST in str(exc):
