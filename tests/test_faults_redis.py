@@ -19,6 +19,12 @@ from pipeline.publish.connect import mask_url, unavailable
 from pipeline.publish.keys import Keys
 from tests.helpers import free_port, recpipe, workflow_file
 
+
+def publish(redis_url: str, ns: str) -> Any:
+    """One publish of 30 users' lists into ``ns`` (its report)."""
+    return publish_lists(make_lists(30)[0], redis_url, ns, fallback_items=FALLBACK)
+
+
 # -- 9. the namespace lock expiring under a stalled Redis is a store error (exit 3) ----------
 
 def test_a_lock_lost_to_a_stalled_redis_is_exit_3(
@@ -27,8 +33,7 @@ def test_a_lock_lost_to_a_stalled_redis_is_exit_3(
     from pipeline.publish import writer
 
     ns = fresh_ns
-    lists, _ = make_lists(50)
-    first = publish_lists(lists, redis_url, ns, fallback_items=FALLBACK)
+    first = publish(redis_url, ns)
     verify = writer._verify_sample
 
     def stall(r: Any, *args: Any) -> None:  # Redis paused past the lock's TTL: the key expired
@@ -37,11 +42,11 @@ def test_a_lock_lost_to_a_stalled_redis_is_exit_3(
 
     monkeypatch.setattr(writer, "_verify_sample", stall)
     with pytest.raises(StoreUnavailableError, match="lock was lost") as err:
-        publish_lists(lists, redis_url, ns, fallback_items=FALLBACK)
+        publish(redis_url, ns)
     assert err.value.exit_code == 3
     assert current_version(redis_url, ns) == first.version  # the previous version stays
     monkeypatch.setattr(writer, "_verify_sample", verify)
-    again = publish_lists(lists, redis_url, ns, fallback_items=FALLBACK)  # cleans up the rest
+    again = publish(redis_url, ns)  # cleans up the rest
     assert current_version(redis_url, ns) == again.version
     r = redis.Redis.from_url(redis_url)
     written = {k.decode().split(":")[3] for k in r.scan_iter(f"recpipe:{ns}:v:*")}
@@ -67,8 +72,7 @@ def test_a_retried_flip_or_rollback_happens_once(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A stalled Redis runs a script but its reply times out, and redis-py sends it again: the
     pointer flip must not list its version twice, nor a rollback roll back two versions."""
-    lists, _ = make_lists(20)
-    first = publish_lists(lists, redis_url, fresh_ns, fallback_items=FALLBACK)
+    first = publish(redis_url, fresh_ns)
     real = redis.Redis.register_script
 
     def twice(self: redis.Redis, text: str) -> Any:
@@ -83,8 +87,7 @@ def test_a_retried_flip_or_rollback_happens_once(
         return run
 
     monkeypatch.setattr(redis.Redis, "register_script", twice)
-    second = publish_lists(lists, redis_url, fresh_ns, fallback_items=FALLBACK)
-    third = publish_lists(lists, redis_url, fresh_ns, fallback_items=FALLBACK)
+    second, third = publish(redis_url, fresh_ns), publish(redis_url, fresh_ns)
     r = redis.Redis.from_url(redis_url)
     versions = Keys(fresh_ns).versions
     assert [v.decode() for v in r.lrange(versions, 0, -1)] == \
@@ -102,9 +105,7 @@ def test_a_rolled_back_version_stands(
     from pipeline.publish import version_stands
 
     ns = fresh_ns
-    lists, _ = make_lists(30)
-    first = publish_lists(lists, redis_url, ns, fallback_items=FALLBACK)
-    second = publish_lists(lists, redis_url, ns, fallback_items=FALLBACK)
+    first, second = publish(redis_url, ns), publish(redis_url, ns)
     assert rollback(redis_url, ns) == first.version
     r = redis.Redis.from_url(redis_url)
     assert r.sismember(Keys(ns).rolled_back, second.version)
