@@ -10,15 +10,21 @@ import sys
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from pipeline.errors import RecpipeError
+from pipeline.interrupts import Terminated
+
+if TYPE_CHECKING:
+    from pipeline.config import WorkflowSpec
+    from pipeline.manifest import Manifest
 
 log = logging.getLogger("recpipe")
 
 EXIT_OK, EXIT_USAGE = 0, 2  # RecpipeError subclasses carry their own codes (2 input, 3 store,
-# 75 another run holds the workflow's lock); see docs/operations.md
+# 75 another run holds the workflow's lock); 130 Ctrl-C, 143 SIGTERM; see docs/operations.md
 _OPTIONS = {"log_json": False}
 
 
@@ -68,35 +74,27 @@ def cli(ctx: click.Context, verbose: bool, log_json: bool) -> None:
 def run(workflow: Path, date: str | None, force: bool, seeds: int | None,
         redis_url: str | None, then_serve: bool, host: str, port: int) -> None:
     """Run every stage of WORKFLOW for one date: features, train, evaluate, recommend, publish."""
-    from pipeline.cluster import dask_client
     from pipeline.config import load_workflow
-    from pipeline.progress import Progress
-    from pipeline.report import print_summary
+    from pipeline.runfolder import check_date
     from pipeline.runlock import RunLock
-    from pipeline.runner import NightlyRun, finished_night
+    from pipeline.interrupts import sigterm_raises
 
     spec = load_workflow(workflow)
     if seeds is not None:
         spec = spec.model_copy(update={
             "evaluation": spec.evaluation.model_copy(update={"seeds": seeds})})
-    date = date or datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    date = check_date(date or datetime.now(timezone.utc).strftime("%Y-%m-%d"))
     log_json = bool((click.get_current_context().find_root().obj or {}).get("log_json"))
-    with redis_for(redis_url) as url:
-        from pipeline.publish import redis_connection
+    with contextlib.ExitStack() as stack:
+        # one run per workflow at a time (released on exit, even kill -9), taken before the
+        # heavy imports (Dask, torch) so a second run exits 75 at once
+        lock = stack.enter_context(RunLock(spec.run.dir / spec.name, date=date))
+        url = stack.enter_context(redis_for(redis_url))
+        with sigterm_raises():
+            manifest = _run_night(spec, date, url, force=force, log_json=log_json)
+        lock.release()
+        from pipeline.report import print_summary
 
-        # one run per workflow at a time (released on exit, even kill -9), then fail fast,
-        # before hours of work, if Redis is down
-        with RunLock(spec.run.dir / spec.name, date=date):
-            redis_connection(url).close()
-            manifest = None if force else finished_night(spec, date, url)
-            if manifest is not None:
-                log.info("%s already finished for %s and its version is current: nothing to "
-                         "do (--force re-runs it)", spec.name, date)
-            else:
-                with dask_client(spec.cluster) as client:
-                    progress = Progress(client, tty=False if log_json else None)
-                    manifest = NightlyRun(spec, date, client, url, force=force,
-                                          progress=progress).run()
         print_summary(manifest)
         if then_serve:
             from pipeline.serve import serve as run_api
@@ -106,13 +104,41 @@ def run(workflow: Path, date: str | None, force: bool, seeds: int | None,
             run_api(url, spec.namespace, host=host, port=port)
 
 
+def _run_night(spec: WorkflowSpec, date: str, url: str, *, force: bool,
+               log_json: bool) -> Manifest:
+    """Run (or find finished) one night under the run lock: fail fast, before hours of work, if
+    Redis is down."""
+    from pipeline.cluster import dask_client
+    from pipeline.logs import route_library_logs
+    from pipeline.progress import Progress
+    from pipeline.publish import redis_connection
+    from pipeline.runner import NightlyRun, finished_night
+
+    route_library_logs()  # now that Dask is imported
+    redis_connection(url).close()
+    manifest = None if force else finished_night(spec, date, url)
+    if manifest is not None:
+        log.info("%s already finished for %s and its version is current or was rolled back: "
+                 "nothing to do (--force re-runs it)", spec.name, date)
+        return manifest
+    with dask_client(spec.cluster) as client:
+        progress = Progress(client, tty=False if log_json else None)
+        return NightlyRun(spec, date, client, url, force=force, progress=progress).run()
+
+
 @cli.command()
 @click.argument("workflow", type=click.Path(path_type=Path))
 def validate(workflow: Path) -> None:
-    """Check a workflow file without running it."""
+    """Check a workflow file, and the inputs' schemas it names, without running it."""
+    from pipeline.checks import workflow_problems
     from pipeline.config import load_workflow
+    from pipeline.errors import ConfigError
 
     spec = load_workflow(workflow)
+    problems = workflow_problems(spec)
+    if problems:
+        raise ConfigError(f"{workflow}: {len(problems)} problem(s):\n"
+                          + "\n".join(f"  - {p}" for p in problems))
     click.echo(f"{workflow}: ok (workflow '{spec.name}', {len(spec.features)} feature ops)")
 
 
@@ -197,6 +223,9 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Terminated as exc:  # SIGTERM: the runner marked the stage failed
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
 
 
 if __name__ == "__main__":

@@ -120,7 +120,7 @@ def local_cluster(spec: ClusterSpec) -> LocalCluster:
             threads_per_worker=spec.threads_per_worker,
             processes=True,
             memory_limit=spec.memory_limit,
-            dashboard_address=":0",  # a free port: nightly runs on one host must not collide
+            dashboard_address=spec.dashboard_address,  # default: this host, a free port
         )
 
 
@@ -136,7 +136,7 @@ def local_cuda_cluster(spec: ClusterSpec) -> Any:
     kwargs: dict[str, Any] = {
         "threads_per_worker": spec.threads_per_worker,
         "memory_limit": spec.memory_limit,
-        "dashboard_address": ":0",
+        "dashboard_address": spec.dashboard_address,
         "rmm_pool_size": spec.rmm_pool_size,
         "enable_cudf_spill": spec.enable_cudf_spill,
     }
@@ -168,7 +168,7 @@ def jobqueue_cluster(spec: ClusterSpec) -> Any:
         "memory": spec.memory, "walltime": spec.walltime, "processes": spec.processes,
         "interface": spec.interface, "local_directory": spec.local_directory,
         "python": sys.executable, "job_name": "recpipe-worker",
-        "scheduler_options": {"dashboard_address": ":0"},
+        "scheduler_options": {"dashboard_address": spec.dashboard_address},
         # the job's nanny passes these to its workers (see WORKER_MALLOC_ENV)
         "job_script_prologue": [f"export {k}={v}" for k, v in WORKER_MALLOC_ENV.items()],
     }

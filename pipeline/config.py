@@ -48,8 +48,11 @@ class SideTableSpec(_Strict):
 
 class DataSpec(_Strict):
     fetch: Literal["movielens-100k"] | None = Field(
-        None, description="dataset to fetch into the interactions' parent folder when missing"
+        None, description="dataset to fetch into the interactions' parent folder when missing "
+        "(only a missing or empty folder: nothing there is ever overwritten)"
     )
+    drop_duplicates: bool = Field(
+        False, description="drop repeated (user, item, timestamp) rows (always counted)")
     interactions: InteractionsSpec
     users: SideTableSpec | None = None
     items: SideTableSpec | None = None
@@ -384,6 +387,9 @@ class ClusterSpec(_Strict):
     threads_per_worker: int = Field(1, ge=1)
     memory_limit: str = "auto"
     connect_timeout: str = Field("20s", description="how long to wait for a scheduler address")
+    dashboard_address: str = Field(
+        "127.0.0.1:0", description="where a scheduler recpipe starts serves its dashboard (no "
+        "login): this host only, a free port; e.g. '0.0.0.0:8787' to open it to the network")
     # local-cuda (and GPU batch jobs)
     rmm_pool_size: str | None = Field(None, description="RMM pool per GPU worker, e.g. '24GB'")
     device_memory_limit: str | None = Field(
@@ -448,6 +454,43 @@ class WorkflowSpec(_Strict):
     @property
     def namespace(self) -> str:
         return self.publish.namespace or self.name
+
+    @model_validator(mode="after")
+    def _name_is_a_folder(self) -> WorkflowSpec:
+        """The name is a folder under ``run.dir``: '.' or '..' would point elsewhere."""
+        if self.name in (".", ".."):
+            raise ValueError(f"name {self.name!r} cannot name a run folder; use letters, digits, "
+                             "_ . - (not '.' or '..')")
+        return self
+
+
+def label_problem(spec: WorkflowSpec) -> str | None:
+    """Why the relevance label cannot be computed from the interactions, or None if it can.
+
+    ``label.column`` names the rating either by its canonical name ``rating`` or by the source
+    column ``data.interactions.columns.rating`` maps; both mean the same column. A log without a
+    rating mapping needs no label settings: every event is relevant.
+    """
+    column, rating = spec.label.column, spec.data.interactions.columns.rating
+    if rating is None:
+        if {"column", "min_value"} & spec.label.model_fields_set:
+            return (f"label.column is '{column}', but data.interactions.columns maps no rating, "
+                    "so there is nothing to threshold: add 'rating: <column>' under "
+                    "data.interactions.columns, or drop label.column and label.min_value to "
+                    "count every event as relevant (an implicit log: clicks, plays, purchases)")
+        return None  # an implicit log: every event is relevant
+    if column not in ("rating", rating):
+        return (f"label.column is '{column}', but the rating column is '{rating}' "
+                f"(data.interactions.columns.rating): set label.column to '{rating}' or "
+                "'rating', or map that column as the rating")
+    return None
+
+
+def check_label(spec: WorkflowSpec) -> None:
+    """``ConfigError`` if the relevance label cannot be computed (see ``label_problem``)."""
+    problem = label_problem(spec)
+    if problem:
+        raise ConfigError(problem)
 
 
 def load_workflow(path: str | Path) -> WorkflowSpec:

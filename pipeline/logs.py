@@ -32,6 +32,9 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
+_QUIET = {"verbose": False}  # what setup_logging was asked, for route_library_logs
+
+
 def setup_logging(verbose: bool = False, json_lines: bool = False) -> None:
     """Root handler on stderr; routine Dask chatter kept out unless ``verbose``."""
     handler = logging.StreamHandler()
@@ -45,10 +48,18 @@ def setup_logging(verbose: bool = False, json_lines: bool = False) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    # distributed sets its loggers to INFO and adds its own handler when imported: import it
-    # first, then route its records through ours and keep routine cluster chatter out.
-    import distributed  # noqa: F401
+    _QUIET["verbose"] = verbose
+    route_library_logs()
 
+
+def route_library_logs() -> None:
+    """Route Dask's (and XGBoost's) records through our handler, routine chatter kept out.
+
+    distributed sets its loggers to INFO and adds its own handler when imported, so a command
+    that imports it calls this again afterwards (importing it in ``setup_logging`` delayed
+    ``recpipe run``'s lock check by seconds).
+    """
+    verbose = _QUIET["verbose"]
     for name in ("distributed", "dask", "xgboost", "asyncio"):
         logger = logging.getLogger(name)
         for old in list(logger.handlers):

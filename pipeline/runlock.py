@@ -50,6 +50,10 @@ class RunLock:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        self.release()
+
+    def release(self) -> None:
+        """Release the lock now (idempotent), e.g. before serving what the run published."""
         if self._fd is not None:
             os.ftruncate(self._fd, 0)
             fcntl.flock(self._fd, fcntl.LOCK_UN)

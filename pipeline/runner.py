@@ -12,7 +12,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,10 +27,17 @@ from distributed import Client
 from pipeline.candidates.context import NightContext
 from pipeline.candidates.fit import CutoffInputs, fit_context, tune_ease_lambda
 from pipeline.candidates.rules import fallback_items, resolve_rules
+from pipeline.checks import check_op_columns, op_columns
+from pipeline.cleaning import (
+    duplicate_count,
+    read_usable_interactions,
+    report_duplicates,
+    without_duplicates,
+)
 from pipeline.config import WorkflowSpec
 from pipeline.errors import ConfigError, DataError
 from pipeline.incremental import plan_night
-from pipeline.io import ITEM, TIME, USER, read_interactions, read_side_table, with_relevance
+from pipeline.io import ITEM, TIME, USER, naming_bad_file, read_side_table, with_relevance
 from pipeline.manifest import MANIFEST, Manifest, utc_now
 from pipeline.progress import Progress
 from pipeline.rankers.ranker import train_ranker
@@ -47,6 +53,7 @@ from pipeline.rows.build import (
     training_partition,
 )
 from pipeline.rows.signals import BASE_SIGNALS
+from pipeline.runfolder import RunFolder
 from pipeline.split import HOUR, plan_split, window_bounds
 
 log = logging.getLogger(__name__)
@@ -95,14 +102,17 @@ class NightlyRun:
                  *, force: bool = False, progress: Progress | None = None) -> None:
         self.spec, self.date, self.client, self.redis_url = spec, date, client, redis_url
         self.progress = progress or Progress(None)
-        self.paths = RunPaths(spec.run.dir / spec.name / date)
+        self.folder = RunFolder(spec.run.dir / spec.name, date)  # checks the date and name
+        self.paths = RunPaths(self.folder.root)
         fingerprint = workflow_fingerprint(spec)
-        if self.paths.root.exists() and (force or _recorded_fingerprint(self.paths.root)
-                                         != fingerprint):
+        self.folder.claim()
+        if force or ((self.paths.root / MANIFEST).exists()
+                     and _recorded_fingerprint(self.paths.root) != fingerprint):
             if not force:
                 log.warning("the workflow changed since %s last ran: re-running every stage",
                             date)
-            shutil.rmtree(self.paths.root)
+            self.folder.remove(self.paths.root)
+            self.folder.claim()
         self.manifest = Manifest.open(
             self.paths.root, workflow=spec.name, date=date, workflow_fingerprint=fingerprint,
             workflow_file=str(spec.source) if spec.source else None,
@@ -153,10 +163,10 @@ class NightlyRun:
         if not self.manifest.is_done(name):
             return False
         if name == "publish":
-            from pipeline.publish import current_version
+            from pipeline.publish import version_stands
 
             version = self.manifest.stage("publish").get("version")
-            return current_version(self.redis_url, self.spec.namespace) == version
+            return version_stands(self.redis_url, self.spec.namespace, version)
         return True
 
     # -- inputs ----------------------------------------------------------------------------
@@ -170,7 +180,7 @@ class NightlyRun:
         """User and item attributes the feature ops read, indexed by id (small, broadcast)."""
         if self._side is None:
             data = self.spec.data
-            wanted = {c for op in self.spec.features for c in _op_columns(op)}
+            wanted = {c for op in self.spec.features for c in op_columns(op)}
             tables = []
             for table_spec, key, what in ((data.users, USER, "data.users"),
                                           (data.items, ITEM, "data.items")):
@@ -179,7 +189,8 @@ class NightlyRun:
                     continue
                 frame = read_side_table(table_spec, key, what)
                 columns = [c for c in frame.columns if c in wanted and c not in (USER, ITEM)]
-                table = frame[[key, *columns]].compute()
+                with naming_bad_file(table_spec.path, what):
+                    table = frame[[key, *columns]].compute()
                 duplicated = table[key].duplicated()
                 if duplicated.any():
                     raise DataError(
@@ -244,19 +255,26 @@ class NightlyRun:
         decide whether seen items stay candidates."""
         spec = self.spec
         _fetch_if_configured(spec)
-        events = with_relevance(read_interactions(spec.data.interactions), spec)
-        n_parts = max(events.npartitions, len(self.client.scheduler_info()["workers"]))
-        events = events.shuffle(on=USER, npartitions=n_parts)
-        shutil.rmtree(self.paths.events, ignore_errors=True)
-        events.to_parquet(self.paths.events, write_index=False)
+        where = (spec.data.interactions.path, "data.interactions")
+        with naming_bad_file(*where):  # a corrupt page: an error naming its file
+            usable = read_usable_interactions(spec.data.interactions)
+            events = with_relevance(usable.events, spec)
+            n_parts = max(events.npartitions, len(self.client.scheduler_info()["workers"]))
+            events = events.shuffle(on=USER, npartitions=n_parts)
+            if spec.data.drop_duplicates:
+                events = without_duplicates(events)
+            self.folder.remove(self.paths.events)
+            events.to_parquet(self.paths.events, write_index=False)
         events = self._events()
-        rows, t_min, t_max, n_users, n_items, pairs, hourly = dask.compute(
+        rows, t_min, t_max, n_users, n_items, pairs, hourly, repeated = dask.compute(
             events.shape[0], events[TIME].min(), events[TIME].max(),
             events[USER].nunique(), events[ITEM].nunique(),
             events[[USER, ITEM]].map_partitions(lambda part: len(part.drop_duplicates()),
                                                 meta=("pairs", "int64")).sum(),
-            (events[TIME] // HOUR).value_counts(),
+            (events[TIME] // HOUR).value_counts(), duplicate_count(events),
         )
+        duplicates = usable.rows - int(rows) if spec.data.drop_duplicates else int(repeated)
+        report_duplicates(duplicates, spec.data.drop_duplicates, where[0])
         if rows == 0:
             raise DataError(f"data.interactions: {spec.data.interactions.path} has no rows")
         bounds = window_bounds(spec.split, hourly, int(t_min), int(t_max))
@@ -275,6 +293,7 @@ class NightlyRun:
                  "excluded" if exclude_seen else "stay candidates")
         return {"rows": int(rows), "users": int(n_users), "items": int(n_items),
                 "partitions": n_parts, "split": split, "repeat_share": round(repeat_share, 6),
+                "dropped": usable.dropped, "duplicates": duplicates,
                 "exclude_seen": bool(exclude_seen),
                 "inputs": {"interactions": str(spec.data.interactions.path)}}
 
@@ -288,7 +307,7 @@ class NightlyRun:
         cutoffs = self._cutoffs()
         base = self._incremental_base()
         base_cutoffs = _manifest_cutoffs(base) if base is not None else []
-        _check_op_columns(self.spec, set(self._history(None, cutoffs[0]).columns)
+        check_op_columns(self.spec, set(self._history(None, cutoffs[0]).columns)
                           | set(BASE_SIGNALS))
         fitted: list[dict[str, Any]] = []
         previous: tuple[int, Path] | None = None
@@ -298,7 +317,7 @@ class NightlyRun:
             if i < len(base_cutoffs) and base_cutoffs[i] <= cutoff:
                 start = (base_cutoffs[i], base / "features" / f"cutoff-{base_cutoffs[i]}")
             workflow, rows, mode = self._fit_workflow(Workflow, start, cutoff)
-            shutil.rmtree(out, ignore_errors=True)
+            self.folder.remove(out)
             workflow.save(out)
             fitted.append({"cutoff": cutoff, "rows": rows, "mode": mode})
             previous = (cutoff, out)
@@ -362,7 +381,7 @@ class NightlyRun:
                                ranker.validation_fraction)
         rows = map_user_partitions(self._events(), training_partition, windows)
         # Kept for the evaluate stage (extra seeds, logistic regression): built once.
-        shutil.rmtree(self.paths.root / "train_rows", ignore_errors=True)
+        self.folder.remove(self.paths.root / "train_rows")
         rows.to_parquet(self.paths.root / "train_rows", write_index=False)
         rows = dd.read_parquet(self.paths.root / "train_rows")
         base = self._incremental_base()  # incremental: go on from the last good model
@@ -441,7 +460,7 @@ class NightlyRun:
         model = choice.get("model_dir", str(self.paths.model)) if "published" in choice else (
             str(self.paths.model))
         ctx, reorder = self._serving_context(split["last_event"] + 1)
-        shutil.rmtree(self.paths.lists, ignore_errors=True)
+        self.folder.remove(self.paths.lists)
         stats = write_recommendations(self._events(), ctx, model, self.paths.lists, reorder,
                                       signal=None if model is not None else source)
         fallback = fallback_items(ctx.popular, ctx.rules, k)[[ITEM, "pop_rank"]]
@@ -480,10 +499,10 @@ def finished_night(spec: WorkflowSpec, date: str, redis_url: str) -> Manifest | 
     manifest = Manifest(root, _manifest_of(root))
     if manifest.data.get("status") != "done" or not all(map(manifest.is_done, STAGES)):
         return None
-    from pipeline.publish import current_version
+    from pipeline.publish import version_stands
 
     version = manifest.stage("publish").get("version")
-    return manifest if current_version(redis_url, spec.namespace) == version else None
+    return manifest if version_stands(redis_url, spec.namespace, version) else None
 
 
 def workflow_fingerprint(spec: WorkflowSpec) -> str:
@@ -493,6 +512,8 @@ def workflow_fingerprint(spec: WorkflowSpec) -> str:
     dumped = spec.model_dump(mode="json", exclude={"cluster": True, "run": {"dir"}})
     if dumped["ranker"].get("neural") is None:  # added later: unset, the hash stays as it was
         dumped["ranker"].pop("neural", None)
+    if not dumped["data"].get("drop_duplicates"):  # likewise
+        dumped["data"].pop("drop_duplicates", None)
     text = json.dumps(dumped, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -531,24 +552,6 @@ def build_ops(spec: WorkflowSpec) -> list[Any]:
     from pipeline.features.spec_ops import op_from_spec
 
     return [op_from_spec(op) for op in spec.features]
-
-
-def _op_columns(op: Any) -> list[str]:
-    cols: list[str] = []
-    for c in op.columns:
-        cols.extend([c] if isinstance(c, str) else c)
-    return cols
-
-
-def _check_op_columns(spec: WorkflowSpec, available: set[str]) -> None:
-    for i, op in enumerate(spec.features):
-        missing = [c for c in _op_columns(op) if c not in available]
-        if missing:
-            raise ConfigError(
-                f"features[{i}] ({op.op}) names column(s) {', '.join(map(repr, missing))} that "
-                f"neither the interactions nor the user/item tables have; available: "
-                f"{', '.join(sorted(available))}"
-            )
 
 
 def _fetch_if_configured(spec: WorkflowSpec) -> None:

@@ -16,18 +16,18 @@ PACKAGE = Path(__file__).resolve().parents[1] / "pipeline"
 # recommend -> evaluate -> publish -> the runner and its reports -> the command line. ``serve``
 # reads what publish writes and nothing of the night.
 LAYERS: list[set[str]] = [
-    {"errors", "memory", "logs"},
+    {"errors", "memory", "logs", "interrupts"},
     {"features"},
     {"config"},
     {"io", "split", "metrics", "manifest", "progress", "cluster", "datasets", "runlock",
-     "incremental"},
+     "runfolder", "incremental", "cleaning"},
     {"candidates"},
     {"rows"},
     {"rankers"},
     {"recommend"},
     {"evaluate"},
     {"publish"},
-    {"report", "html_report"},
+    {"report", "html_report", "checks"},
     {"runner"},
     {"serve"},
     {"cli"},

@@ -371,3 +371,156 @@ def test_redis_killed_mid_publish(
         assert written <= kept, f"leftovers of the failed publish: {written - kept}"
     finally:
         _stop(api)
+
+
+def test_sigterm_fails_the_stage_and_a_second_run_exits_75_at_once(
+        tmp_path: Path, data: Path, cli_cluster: CliCluster, redis_url: str) -> None:
+    """systemd stops a run with SIGTERM: the stage is marked failed, the lock released, exit
+    143. Meanwhile a second run of the workflow exits 75 before importing Dask or torch."""
+    name = f"term{os.getpid()}"
+    wf = make_workflow(tmp_path, data, cli_cluster, name)
+    proc = start_run(wf, redis_url)
+    try:
+        wait_until(lambda: stage_status(wf, name, "features") == "running", proc,
+                   "features started")
+        started = time.monotonic()
+        second = run_cli(wf, redis_url)
+        took = time.monotonic() - started
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 143, out
+    assert "Traceback" not in out and "interrupted by SIGTERM" in out
+    manifest = manifest_of(wf, name)
+    assert manifest["status"] == "failed"
+    failed = [s for s, v in manifest["stages"].items() if v["status"] != "done"]
+    assert failed and all(manifest["stages"][s]["status"] == "failed" for s in failed)
+    assert manifest["stages"][failed[0]]["error"] == "interrupted by SIGTERM"
+    from pipeline.runlock import RunLock
+
+    with RunLock(wf.parent / "runs" / name):  # released
+        pass
+    assert second.returncode == 75, second.stderr
+    assert "another run of this workflow holds" in second.stderr
+    assert took < 8, f"the second run took {took:.1f} s to see the lock"
+
+
+def copied_nights(tmp_path: Path, baseline: tuple[Path, str],
+                  dates: tuple[str, ...] = ("2026-03-01", "2026-03-02")) -> Path:
+    """A workflow whose nights ``dates`` are done up to publish: copies of the baseline's run
+    folder, so only the publish stage runs (a second or two each)."""
+    base_wf, name = baseline
+    wf = tmp_path / "w.yaml"
+    wf.write_text(base_wf.read_text().replace(str(base_wf.parent / "runs"),
+                                              str(tmp_path / "runs")))
+    for date in dates:
+        shutil.copytree(base_wf.parent / "runs" / name / DATE, tmp_path / "runs" / name / date)
+    return wf
+
+
+def test_a_rerun_does_not_undo_a_rollback(
+        tmp_path: Path, cli_cluster: CliCluster, baseline: tuple[Path, str],
+        own_redis: Callable[[], subprocess.Popen[bytes]]) -> None:
+    url: str = own_redis.url  # type: ignore[attr-defined]
+    own_redis()
+    name = baseline[1]
+    wf = copied_nights(tmp_path, baseline)
+    env = {**os.environ, "REDIS_URL": url}
+    for date in ("2026-03-01", "2026-03-02"):
+        assert recpipe("run", str(wf), "--date", date, env=env).returncode == 0
+    r = redis.Redis.from_url(url)
+    v2 = r.get(f"recpipe:{{{name}}}:current").decode()
+    back = recpipe("rollback", "--namespace", name, env=env)
+    assert back.returncode == 0, back.stderr
+    v1 = back.stdout.strip()
+    assert v1 != v2
+    again = recpipe("run", str(wf), "--date", "2026-03-02", env=env)
+    assert again.returncode == 0, again.stderr
+    assert "was rolled back" in again.stderr and "--force" in again.stderr
+    assert r.get(f"recpipe:{{{name}}}:current").decode() == v1
+    assert r.lrange(f"recpipe:{{{name}}}:versions", 0, -1)[-1].decode() == v1
+
+
+@pytest.mark.parametrize("fault", ["paused", "restarted empty"])
+def test_redis_stalls_mid_publish(
+        tmp_path: Path, cli_cluster: CliCluster, baseline: tuple[Path, str],
+        own_redis: Callable[[], subprocess.Popen[bytes]], fault: str) -> None:
+    """While a publish holds the namespace lock, Redis is paused (SIGSTOP) past the client's
+    socket timeout, or killed and restarted without its data. A pause shorter than the lock's
+    lifetime is ridden out (exit 0); losing the lock to a restart is a store error (exit 3),
+    never a half-published version, and the next run publishes and cleans up."""
+    url: str = own_redis.url  # type: ignore[attr-defined]
+    server = own_redis()
+    name = baseline[1]
+    wf = copied_nights(tmp_path, baseline)
+    env = {**os.environ, "REDIS_URL": url}
+    assert recpipe("run", str(wf), "--date", "2026-03-01", env=env).returncode == 0
+    r = redis.Redis.from_url(url)
+    v1 = r.get(f"recpipe:{{{name}}}:current").decode()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "run", str(wf), "--date", "2026-03-02"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env,
+        start_new_session=True)
+    try:
+        wait_until(lambda: r.exists(f"recpipe:{{{name}}}:lock") == 1, proc, "the publish lock",
+                   poll=0.001)
+        if fault == "paused":
+            server.send_signal(signal.SIGSTOP)
+            time.sleep(7)  # past the 5 s socket timeout, within the lock's 30 s
+            server.send_signal(signal.SIGCONT)
+        else:
+            server.kill()
+            server.wait()
+            shutil.rmtree(tmp_path / "appendonlydir", ignore_errors=True)
+            own_redis()
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert "Traceback" not in out
+    if fault == "paused":
+        assert proc.returncode == 0, out
+        assert r.get(f"recpipe:{{{name}}}:current").decode() != v1
+        return
+    assert proc.returncode == 3, out  # the store failed: exit 3, not 2
+    assert "error:" in out
+    time.sleep(max(r.pttl(f"recpipe:{{{name}}}:lock"), 0) / 1000 + 0.2)
+    again = recpipe("run", str(wf), "--date", "2026-03-02", env=env)
+    assert again.returncode == 0, again.stderr
+    kept = {v.decode() for v in r.lrange(f"recpipe:{{{name}}}:versions", 0, -1)}
+    written = {k.decode().split(":")[3] for k in r.scan_iter(f"recpipe:{name}:v:*")}
+    assert r.get(f"recpipe:{{{name}}}:current") is not None
+    assert written <= kept, f"leftovers of the failed publish: {written - kept}"
+
+
+@pytest.mark.parametrize("stage", ["evaluate", "recommend"])
+def test_kill_9_during_a_late_stage_resumes_and_publishes_the_same_lists(
+        tmp_path: Path, cli_cluster: CliCluster, redis_url: str, baseline: tuple[Path, str],
+        stage: str) -> None:
+    """kill -9 of ``recpipe run`` in a late stage (the train stage: see above): the next run
+    redoes that stage and the ones after it only, and publishes the baseline's lists."""
+    from pipeline.runner import STAGES
+
+    base_wf, name = baseline
+    wf = copied_nights(tmp_path, baseline, dates=(DATE,))
+    path = tmp_path / "runs" / name / DATE / "manifest.json"
+    manifest = json.loads(path.read_text())
+    for later in STAGES[STAGES.index(stage):]:  # as if the night stopped before ``stage``
+        manifest["stages"].pop(later)
+    path.write_text(json.dumps(manifest))
+    proc = start_run(wf, redis_url)
+    wait_until(lambda: stage_status(wf, name, stage) == "running", proc, f"{stage} started",
+               poll=0.005)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert manifest_of(wf, name)["stages"][stage]["status"] == "running"
+    result = run_cli(wf, redis_url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    resumed = manifest_of(wf, name)
+    assert resumed["status"] == "done"
+    for earlier in STAGES[:STAGES.index(stage)]:
+        assert resumed["stages"][earlier] == manifest["stages"][earlier]
+    assert published_lists(redis_url, name, users_of(wf, name)) == \
+        published_lists(redis_url, name, users_of(base_wf, name))

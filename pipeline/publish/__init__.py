@@ -18,6 +18,7 @@ _EXPORTS = {
     "list_versions": "pipeline.publish.writer",
     "publish_lists": "pipeline.publish.writer",
     "rollback": "pipeline.publish.writer",
+    "version_stands": "pipeline.publish.writer",
 }
 
 __all__ = sorted(_EXPORTS)

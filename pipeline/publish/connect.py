@@ -34,16 +34,42 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
+_SECRET_QUERY = ("password", "passwd", "username", "user", "token", "secret")
+
+
 def mask_url(url: str) -> str:
-    """The URL with its password replaced by ``***``, fit for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    """The URL with every credential it can carry replaced by ``***`` (the user and password
+    of its userinfo, and ``password=``/``username=``-like query values), fit for messages and
+    logs. The one masking function: everything that logs or reports a Redis URL calls it."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # unparsable: show the scheme only, never the rest
+        return f"{url.split(':', 1)[0]}:***" if ":" in url else "***"
+    netloc = parts.netloc
+    if "@" in netloc:
+        host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host
+        if port is not None:
+            host = f"{host}:{port}"
+        user = "***" if parts.username else ""
+        netloc = f"{user}:***@{host}" if parts.password is not None else f"{user}@{host}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(_secret(name) for name, _ in pairs):
+            query = "&".join(f"{name}=***" if _secret(name) else urlencode([(name, value)])
+                             for name, value in pairs)
+    if netloc != parts.netloc:
+        return urlunsplit(parts._replace(netloc=netloc, query=query))
+    if query != parts.query:  # keep the rest as written (urlunsplit turns unix:/// into unix:/)
+        return f"{url.split('?', 1)[0]}?{query}"
+    return url
+
+
+def _secret(name: str) -> bool:
+    lowered = name.lower()
+    return any(word in lowered for word in _SECRET_QUERY)
 
 
 def unavailable(url: str, exc: BaseException) -> StoreUnavailableError:

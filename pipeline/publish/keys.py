@@ -14,6 +14,8 @@ key                                   type    holds
 ``recpipe:{NS}:cleanup``              set     versions whose keys are to be deleted: being
                                               written, left by a failed publish, or retired
 ``recpipe:{NS}:lock``                 string  held by the running publish or rollback
+``recpipe:{NS}:rolled_back``          set     versions an operator rolled back; re-running
+                                              their night does not publish them again
 ``recpipe:NS:v:VERSION:u:USER_ID``    string  one user's list; ``USER_ID`` is ``str(raw id)``
 ====================================  ======  ==================================================
 
@@ -62,6 +64,7 @@ class Keys:
         self.versions = f"{tagged}:versions"
         self.cleanup = f"{tagged}:cleanup"
         self.lock = f"{tagged}:lock"
+        self.rolled_back = f"{tagged}:rolled_back"
         self._tagged = tagged
 
     def meta(self, version: str) -> str:

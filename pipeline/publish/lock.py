@@ -54,10 +54,18 @@ class NamespaceLock:
     def __enter__(self) -> NamespaceLock:
         if not self._client.set(self.key, self.token, nx=True, px=self._ttl_ms):
             holder = self._client.get(self.key)
+            if (holder.decode(errors="replace") if isinstance(holder, bytes) else holder) \
+                    == self.token:
+                # a stalled Redis ran our SET but its reply timed out, and the client's retry
+                # found our own lock: it is ours
+                return self._start()
             raise PublishError(
                 f"another publish or rollback holds {self.key} ({holder!r}); wait for it to "
                 f"finish (a crashed holder's lock expires within {self._ttl_ms // 1000} s)"
             )
+        return self._start()
+
+    def _start(self) -> NamespaceLock:
         self._thread = threading.Thread(target=self._heartbeat, name="recpipe-lock", daemon=True)
         self._thread.start()
         return self

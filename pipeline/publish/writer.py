@@ -15,6 +15,7 @@ Order of a publish (keys in ``pipeline.publish.keys``), under the namespace lock
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,9 +27,10 @@ import numpy as np
 import pandas as pd
 import redis
 
-from pipeline.errors import DataError, RecpipeError
+from pipeline.errors import DataError, RecpipeError, StoreUnavailableError
 from pipeline.publish.connect import (
     Client,
+    mask_url,
     redis_connection,
     resolved_url,
     scan_delete,
@@ -38,9 +40,14 @@ from pipeline.publish.keys import Keys, check_name, encode, plain_items, plain_s
 from pipeline.publish.lock import NamespaceLock, PublishError
 from pipeline.publish.partition import COLUMNS, digest, write_partition
 
+log = logging.getLogger(__name__)
+
 _FLIP = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return redis.error_reply('recpipe: the namespace lock was lost before the pointer flip')
+end
+if redis.call('GET', KEYS[2]) == ARGV[2] then
+  return {}  -- a retry after a reply lost to a stalled Redis: flipped already
 end
 redis.call('RPUSH', KEYS[3], ARGV[2])
 redis.call('SREM', KEYS[4], ARGV[2])
@@ -60,6 +67,13 @@ _ROLLBACK = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return redis.error_reply('recpipe: the namespace lock was lost before the rollback')
 end
+local current = redis.call('GET', KEYS[2])
+if current ~= ARGV[2] then
+  if redis.call('SISMEMBER', KEYS[5], ARGV[2]) == 1 then
+    return {ARGV[2], current}  -- a retry after a reply lost to a stalled Redis: done already
+  end
+  return redis.error_reply('recpipe: current changed while rolling back; run it again')
+end
 local n = redis.call('LLEN', KEYS[3])
 local newest = redis.call('LINDEX', KEYS[3], -1)
 if redis.call('GET', KEYS[2]) ~= newest then
@@ -71,9 +85,23 @@ end
 redis.call('RPOP', KEYS[3])
 local previous = redis.call('LINDEX', KEYS[3], -1)
 redis.call('SADD', KEYS[4], newest)
+redis.call('SADD', KEYS[5], newest)
 redis.call('SET', KEYS[2], previous)
 return {newest, previous}
 """
+
+
+_LOCK_LOST = "the namespace lock was lost"
+
+
+def _stalled(redis_url: str, namespace: str, outcome: str) -> StoreUnavailableError:
+    """The lock expired under us: Redis stalled (paused, swapping, a slow disk) or restarted
+    empty, which is a store problem (exit 3), not bad input."""
+    return StoreUnavailableError(
+        f"Redis at {mask_url(redis_url)} stalled or restarted while working on namespace "
+        f"{namespace!r}: {_LOCK_LOST} before the pointer flip ({outcome}). Check the Redis "
+        "server (paused, swapping, slow disk), then run again"
+    )
 
 
 @dataclass(frozen=True)
@@ -97,6 +125,23 @@ def current_version(redis_url: str, namespace: str) -> str | None:
     keys = Keys(namespace)
     with redis_connection(redis_url) as r:
         return _text(r.get(keys.current))
+
+
+def version_stands(redis_url: str, namespace: str, version: str | None) -> bool:
+    """True while ``version`` is current, or once it was rolled back: a rollback is an
+    operator's decision, so re-running that night must not quietly publish it again."""
+    keys = Keys(namespace)
+    with redis_connection(redis_url) as r:
+        if version is None:
+            return False
+        if _text(r.get(keys.current)) == version:
+            return True
+        if not r.sismember(keys.rolled_back, version):
+            return False
+    log.warning("version %s of namespace %r was rolled back: its night is not published again "
+                "(current stays %s); pass --force to publish a new version anyway", version,
+                namespace, current_version(redis_url, namespace))
+    return True
 
 
 def list_versions(redis_url: str, namespace: str) -> list[str]:
@@ -318,6 +363,10 @@ def publish_lists(
                     args=[lock.token, version, keep_versions],
                 )
             except redis.ResponseError as exc:
+                if _LOCK_LOST in str(exc):
+                    raise _stalled(redis_url, namespace, f"version {version} not published; "
+                                   f"current stays {before}; the next publish deletes its "
+                                   "keys") from exc
                 raise PublishError(f"{exc}; version {version} not published") from exc
             removed += _delete_versions(r, keys, [v.decode() for v in retired])
     except (redis.ConnectionError, redis.TimeoutError) as exc:
@@ -344,12 +393,20 @@ def rollback(redis_url: str, namespace: str) -> str:
     r = redis_connection(redis_url)
     try:
         with NamespaceLock(r, keys.lock) as lock:
+            newest = _text(r.get(keys.current))
+            if newest is None:
+                raise PublishError(f"cannot roll back namespace {namespace!r}: nothing is "
+                                   "published there")
             script = r.register_script(_ROLLBACK)
-            try:
+            try:  # the version to roll back is an argument, so a retried script is a no-op
                 dropped, previous = script(
-                    keys=[keys.lock, keys.current, keys.versions, keys.cleanup], args=[lock.token]
+                    keys=[keys.lock, keys.current, keys.versions, keys.cleanup,
+                          keys.rolled_back],
+                    args=[lock.token, newest],
                 )
             except redis.ResponseError as exc:
+                if _LOCK_LOST in str(exc):
+                    raise _stalled(redis_url, namespace, "nothing was rolled back") from exc
                 raise PublishError(f"cannot roll back namespace {namespace!r}: {exc}") from exc
             _delete_versions(r, keys, [dropped.decode()])
             return previous.decode()

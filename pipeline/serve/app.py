@@ -5,7 +5,8 @@ Endpoints (``/openapi.json`` describes them, ``/docs`` shows them):
 - ``GET /v1/users/{user_id}/recommendations?k=10``: ``{"user_id", "items", "scores", "version",
   "fallback"}``; ``k`` in 1..1000, a larger ``k`` than stored returns the whole list;
 - ``POST /v1/recommendations`` with ``{"user_ids": [...], "k": 10}``: ``{"version", "k",
-  "results": [{"user_id", "items", "scores", "fallback"}, ...]}``, one Redis round trip;
+  "results": [{"user_id", "items", "scores", "fallback"}, ...]}``, one Redis round trip; a body
+  over the limit (``pipeline.serve.settings``) is answered 413 before it is parsed;
 - ``/healthz`` (the process is up), ``/readyz`` (Redis answers and a version is current).
 
 Why a fast path: with the API and its clients sharing two cores, per-request CPU decides the
@@ -57,6 +58,20 @@ def _raw_k(query: bytes) -> str | None:
     return values[-1] if values else None
 
 
+async def capped_body(request: Request, limit: int) -> bytes | None:
+    """The request body, or None as soon as it is known to exceed ``limit`` bytes: from the
+    Content-Length before reading anything, else (chunked) while it streams in."""
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
 def _respond(answer: Answer) -> Response:
     return Response(answer[1], status_code=answer[0], media_type="application/json")
 
@@ -90,14 +105,16 @@ class LookupApp:
 
     def _starlette(self) -> Starlette:
         lookups, store = self.lookups, self.store
-        document = json.dumps(openapi_document(self.settings.max_batch)).encode()
+        limit = self.settings.body_limit
+        document = json.dumps(openapi_document(self.settings.max_batch, limit)).encode()
 
         async def one(request: Request) -> Response:  # HEAD (GET takes the fast path)
             user_id = request.path_params["user_id"]
             return _respond(await lookups.one(user_id, request.query_params.get("k")))
 
         async def many(request: Request) -> Response:
-            return _respond(await lookups.many(await request.body()))
+            body = await capped_body(request, limit)
+            return _respond(lookups.too_large(limit) if body is None else await lookups.many(body))
 
         async def healthz(request: Request) -> Response:
             return _respond((200, b'{"status":"ok"}'))
@@ -144,9 +161,11 @@ def create_app(
     pool_size: int = 2,
     timeout: float = 1.0,
     max_batch: int = 1000,
+    max_body_bytes: int | None = None,
 ) -> LookupApp:
     """The lookup app for ``namespace`` in Redis at ``redis_url`` (``timeout`` per Redis call)."""
-    return LookupApp(Settings(redis_url, namespace, pool_size, timeout, max_batch))
+    return LookupApp(Settings(redis_url, namespace, pool_size, timeout, max_batch,
+                              max_body_bytes))
 
 
 def app_from_env() -> LookupApp:

@@ -2,7 +2,8 @@
 
 Keeping the handlers framework-free lets the bare ASGI fast path (``pipeline.serve.app``) and the
 Starlette routes share them, so both answer byte for byte the same. Errors are JSON
-``{"error", "detail"}``: 422 for a bad ``k``, user id or body, 503 while Redis is down or nothing
+``{"error", "detail"}``: 413 for a body over the size limit, 422 for a bad ``k``, user id or
+body, 503 while Redis is down or nothing
 is published (the connections reconnect by themselves).
 """
 
@@ -108,6 +109,14 @@ class Lookups:
         info = found[0].info
         pairs = [(f.key_id, f.raw) for f in found]
         return 200, render.many_users(pairs, info.fallback, request.k, info.version)
+
+    def too_large(self, limit: int) -> Answer:
+        """413 for a ``POST /v1/recommendations`` body over ``limit`` bytes (never parsed)."""
+        return error(
+            413, "body_too_large",
+            f"the body is larger than {limit} bytes; send at most {self.max_batch} user_ids per "
+            "request (split larger batches)",
+        )
 
     async def ready(self) -> Answer:
         """``GET /readyz``: Redis answers and a version is current."""

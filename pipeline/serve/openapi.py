@@ -68,11 +68,12 @@ def _answer(description: str, model: type[BaseModel]) -> dict[str, Any]:
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    text = {422: "Invalid parameter or body", 503: "Redis unavailable or nothing published"}
+    text = {413: "Body larger than the limit (refused before it is read)",
+            422: "Invalid parameter or body", 503: "Redis unavailable or nothing published"}
     return {str(c): _answer(text[c], Error) for c in codes}
 
 
-def openapi_document(max_batch: int) -> dict[str, Any]:
+def openapi_document(max_batch: int, max_body_bytes: int) -> dict[str, Any]:
     """The OpenAPI 3.1 document served at ``/openapi.json``."""
     _, schemas = models_json_schema(
         [(m, "validation") for m in (BatchRequest, Recommendations, BatchResponse, Error, Status)],
@@ -92,8 +93,11 @@ def openapi_document(max_batch: int) -> dict[str, Any]:
     post_many = {
         "summary": f"Many users' recommendations (at most {max_batch} ids, one Redis round trip)",
         "requestBody": {"required": True,
+                        "description": f"At most {max_body_bytes} bytes (RECPIPE_MAX_BODY_BYTES;"
+                        " default from RECPIPE_MAX_BATCH): a larger Content-Length, or a chunked "
+                        "body that grows past it, is answered 413 before it is parsed.",
                         "content": {"application/json": {"schema": _ref(BatchRequest)}}},
-        "responses": {"200": _answer("The lists", BatchResponse), **_errors(422, 503)},
+        "responses": {"200": _answer("The lists", BatchResponse), **_errors(413, 422, 503)},
     }
     return {
         "openapi": "3.1.0",
