@@ -75,9 +75,9 @@ def run(workflow: Path, date: str | None, force: bool, seeds: int | None,
         redis_url: str | None, then_serve: bool, host: str, port: int) -> None:
     """Run every stage of WORKFLOW for one date: features, train, evaluate, recommend, publish."""
     from pipeline.config import load_workflow
+    from pipeline.interrupts import sigterm_raises
     from pipeline.runfolder import check_date
     from pipeline.runlock import RunLock
-    from pipeline.interrupts import sigterm_raises
 
     spec = load_workflow(workflow)
     if seeds is not None:

@@ -115,9 +115,14 @@ class PopularitySpec(_Strict):
 
 
 class CooccurrenceSpec(_Strict):
+    """Items that co-occur (cosine of their user sets) with each user's latest items. The
+    ``max_items`` most popular items have neighbours: the Gram matrix behind them grows with the
+    square of the catalogue."""
+
     n: int = Field(100, ge=1)
     recent_items: int = Field(20, ge=1, description="how many of the user's latest items seed it")
     neighbors: int = Field(100, ge=1, description="neighbours kept per item")
+    max_items: int = Field(4096, ge=2)
 
 
 class RepeatSpec(_Strict):
@@ -158,7 +163,7 @@ class EaseSpec(_Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     n: int = Field(100, ge=1)
-    max_items: int = Field(8192, ge=2)
+    max_items: int = Field(4096, ge=2)
     lambda_: float | None = Field(None, gt=0, alias="lambda")
     lambdas: list[float] = Field(
         default_factory=lambda: [float(v) for v in (1, 3, 10, 30, 100, 300, 1000, 3000, 10000,

@@ -510,7 +510,7 @@ def workflow_fingerprint(spec: WorkflowSpec) -> str:
     different run. Where the work runs (``cluster``) and where run folders live (``run.dir``) are
     left out: neither changes the results, and a moved folder or a new cluster resumes."""
     dumped = spec.model_dump(mode="json", exclude={"cluster": True, "run": {"dir"}})
-    if dumped["ranker"].get("neural") is None:  # added later: unset, the hash stays as it was
+    if dumped["ranker"].get("neural") is None:  # optional sections: unset, the hash ignores them
         dumped["ranker"].pop("neural", None)
     if not dumped["data"].get("drop_duplicates"):  # likewise
         dumped["data"].pop("drop_duplicates", None)

@@ -43,9 +43,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.evaluate.baselines.logistic import fit_logistic
 from pipeline.features import TargetEncoding, Workflow
 from pipeline.rankers.loader import LoaderColumns
+from pipeline.rankers.logistic import fit_logistic
 from pipeline.rankers.neural import NeuralConfig
 from pipeline.rankers.neural.ranker import NeuralRanker
 from pipeline.rankers.synthetic_clicks import write_click_log

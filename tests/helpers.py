@@ -125,3 +125,20 @@ def ranker_rows(seed: int = 0, n_groups: int = 200, size: int = 10) -> dd.DataFr
     half = n // 2
     parts = [dask.delayed(frame.iloc[:half]), dask.delayed(frame.iloc[half:])]
     return dd.from_delayed(parts, meta=frame.iloc[:0])
+
+
+T0 = 1_700_000_000
+DAY = 86_400
+
+
+def log(rows: list[tuple[int, int, float]], relevant: bool = True) -> dd.DataFrame:
+    """(user, item, day) events as the runner writes them: two partitions split by user, with
+    a ``relevant`` label (every event relevant unless ``relevant`` is False)."""
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "day"])
+    frame = pd.DataFrame({"user_id": frame["user_id"].astype("int64"),
+                          "item_id": frame["item_id"].astype("int64"),
+                          "timestamp": (T0 + frame["day"] * DAY).astype("int64"),
+                          "relevant": np.int8(1 if relevant else 0)})
+    parts = [dask.delayed(frame[frame["user_id"] % 2 == p].reset_index(drop=True))
+             for p in (0, 1)]
+    return dd.from_delayed(parts, meta=frame.iloc[:0])

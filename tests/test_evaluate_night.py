@@ -1,5 +1,5 @@
 """The evaluate stage: every baseline beside the ranker over several seeds, mean ± std in the
-manifest and on the console, and the verdict against the baselines."""
+manifest, the verdict against the baselines, and which lists the night publishes."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from pipeline.config import load_workflow
-from pipeline.evaluate.night import reseeded, summarise, verdict
+from pipeline.evaluate.night import choose, reseeded, summarise, verdict
 from pipeline.report import summary_lines
 from pipeline.runner import NightlyRun
 from tests.helpers import workflow_file, write_synthetic_log
@@ -44,13 +44,27 @@ def test_one_ranker_run_gives_no_verdict() -> None:
     assert got["beats_every_baseline"] is None
 
 
+def test_a_baseline_is_published_only_when_it_beats_the_ranker() -> None:
+    table = summarise({"ranker": [result(0.30)], "popularity": [result(0.25)],
+                       "ease": [result(0.32)]}, 10)
+    paired = {"ranker": np.array([0.2, 0.4, 0.3]), "popularity": np.array([0.1, 0.3, 0.35]),
+              "ease": np.array([0.3, 0.4, 0.26])}
+    got = choose(table, paired, 10, enabled=True)
+    assert got["published"] == "ease" and "ease beat the ranker" in got["reason"]
+    assert got["baseline_gain_over_ranker"]["ease"]["gain"] == pytest.approx(0.02)
+    assert got["baseline_gain_over_ranker"]["ease"]["stderr"] > 0
+    assert choose(table, paired, 10, enabled=False)["published"] == "ranker"
+    tied = {**paired, "ease": paired["ranker"].copy()}
+    assert choose(table, tied, 10, enabled=True)["published"] == "ranker"  # ties: the ranker
+
+
 def test_reseeding_moves_whole_users_between_train_and_validation(dask_client: Any) -> None:
-    users = np.arange(2000)
-    frame = pd.DataFrame({"qid": np.concatenate([users * 64 + 3, users * 64 + 5]),
-                          "is_valid": False})
+    keys = np.random.default_rng(0).random(2000)
+    frame = pd.DataFrame({"user_key": np.concatenate([keys, keys]),
+                          "user": np.concatenate([np.arange(2000)] * 2), "is_valid": False})
     a = reseeded(dd.from_pandas(frame, npartitions=2), 1, 0.2).compute()
     b = reseeded(dd.from_pandas(frame, npartitions=2), 2, 0.2).compute()
-    per_user = a.groupby(a["qid"] // 64)["is_valid"].nunique()
+    per_user = a.groupby("user")["is_valid"].nunique()
     assert (per_user == 1).all()  # both windows of a user on the same side
     assert 0.15 < a["is_valid"].mean() < 0.25
     assert (a["is_valid"] != b["is_valid"]).any()  # another seed, another split
@@ -62,22 +76,28 @@ def test_a_night_reports_every_model_over_seeds(tmp_path: Path, dask_client: Any
     data = write_synthetic_log(tmp_path / "data")
     name = f"eval-{uuid.uuid4().hex[:6]}"
     path = workflow_file(tmp_path / "w.yaml", data, tmp_path / "runs", name,
-                         evaluation={"k": 10, "seeds": 2, "ease_lambdas": [10.0, 30.0]})
+                         evaluation={"k": 10, "seeds": 2, "baselines": [
+                             "popularity", "repeat", "itemknn", "ease", "logistic"]})
     manifest = NightlyRun(load_workflow(path), "2026-02-01", dask_client, redis_url).run()
     stage = manifest.stage("evaluate")
     table = stage["metrics"]
-    assert set(table) == {"ranker", "popularity", "popularity_global", "repeat", "itemknn",
-                          "ease", "logistic"}
+    assert set(table) == {"ranker", "popularity", "popularity_global", "itemknn", "ease",
+                          "logistic"}  # repeat: seen items are filtered on this log
+    assert set(stage["horizons"]) == {"short", "long"} and stage["horizons"]["long"] == table
     assert table["ranker"]["runs"] == 2 and stage["seeds"] == 2
     assert len(stage["per_seed"]["ranker"]) == 2
     for row in table.values():
         assert row["users"] == table["ranker"]["users"] > 0
         for key in ("ndcg@10", "recall@10", "map@10", "coverage@10"):
             assert 0.0 <= row[key] <= 1.0 and row[f"{key}_std"] >= 0.0
-    assert len(stage["ease"]["tried"]) >= 3  # the grid of two was widened at least once
-    assert 0.0 <= stage["click"]["logistic"]["auc"] <= 1.0
-    assert stage["click"]["logistic"]["logloss"] > 0
+    choice = stage["choice"]
+    assert choice["published"] in table and choice["reason"]
+    assert set(choice["baseline_gain_over_ranker"]) == set(table) - {"ranker"}
+    assert manifest.stage("recommend")["source"] == choice["published"]
+    recall = stage["retrieval"]["recall"]
+    assert {"popularity", "cooccurrence", "ease", "merged"} <= set(recall)
+    assert recall["merged"] >= max(v for k, v in recall.items() if k != "merged")
+    assert len(manifest.stage("train")["ease"]["tried"]) >= 3
     assert (manifest.run_dir / "evaluation" / "ranker-seed-1" / "model.json").exists()
-    assert (manifest.run_dir / "evaluation" / "logistic" / "logistic.json").exists()
-    text = "\n".join(summary_lines(manifest))
-    assert "ranker over 2 seed(s)" in text and " ± " in text and "ease" in text
+    assert (manifest.run_dir / "evaluation" / "logistic" / "ranker.json").exists()
+    assert "ranker" in "\n".join(summary_lines(manifest))

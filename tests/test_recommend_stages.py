@@ -12,8 +12,9 @@ from pipeline.candidates.cooccurrence import _partition_cooccurrence, top_neighb
 from pipeline.candidates.filters import drop_seen
 from pipeline.candidates.generators import (
     NO_RANK,
-    cooccurrence_candidates,
+    cooccurrence_scores,
     merge_candidates,
+    neighbour_graph,
     popularity_candidates,
 )
 from pipeline.candidates.popularity import rank_items
@@ -61,22 +62,25 @@ def test_cooccurrence_partials_merge_to_the_whole(pairs: list[tuple[int, int]], 
 
 def test_cooccurrence_candidates_sum_scores_over_recent_items() -> None:
     hist = history([(1, 100, 5), (1, 200, 9)])
-    nbrs = pd.DataFrame({"item_id": [100, 200, 200], "neighbor_id": [300, 300, 400],
-                         "cooc_score": np.float32([0.5, 0.25, 0.9])})
-    out = cooccurrence_candidates(hist, nbrs, recent_items=2, n=10)
+    graph = neighbour_graph(pd.DataFrame({"item_id": [100, 200, 200],
+                                          "neighbor_id": [300, 300, 400],
+                                          "cooc_score": np.float32([0.5, 0.25, 0.9])}))
+    scores = cooccurrence_scores(hist, graph, recent_items=2)
+    out = scores.top_n(10)
     assert out[["item_id", "cooc_rank"]].values.tolist() == [[400, 1], [300, 2]]
-    assert out["cooc_score"].tolist() == [np.float32(0.9), np.float32(0.75)]
-    only_latest = cooccurrence_candidates(hist, nbrs, recent_items=1, n=10)
+    assert scores.pair_scores(np.array([1, 1, 1, 2]), np.array([400, 300, 100, 400])).tolist() \
+        == [np.float32(0.9), np.float32(0.75), 0.0, 0.0]  # any pair: 0 when nothing co-occurs
+    only_latest = cooccurrence_scores(hist, graph, recent_items=1).top_n(10)
     assert set(only_latest["item_id"]) == {300, 400}  # seeded by item 200 (latest) only
-    assert cooccurrence_candidates(hist, nbrs, recent_items=2, n=1)["item_id"].tolist() == [400]
+    assert scores.top_n(1)["item_id"].tolist() == [400]
 
 
-def test_merge_keeps_generator_names_and_neutral_values() -> None:
+def test_merge_keeps_every_generators_rank_and_names() -> None:
     popular = pd.DataFrame({"item_id": [1, 2], "pop_rank": [1, 2]})
     by_pop = popularity_candidates(np.array([7]), popular, n=2)
-    by_cooc = pd.DataFrame({"user_id": [7, 7], "item_id": [2, 3],
-                            "cooc_score": np.float32([0.4, 0.2]), "cooc_rank": [1, 2]})
-    merged = merge_candidates(by_pop, by_cooc).sort_values("item_id")
+    by_cooc = pd.DataFrame({"user_id": [7, 7], "item_id": [2, 3], "cooc_rank": [1, 2]})
+    merged = merge_candidates({"popularity": by_pop, "cooccurrence": by_cooc})
+    assert merged["item_id"].tolist() == [1, 2, 3]
     assert merged["source"].tolist() == ["popularity", "popularity+cooccurrence", "cooccurrence"]
     assert merged["pop_rank"].tolist() == [1, 2, NO_RANK]
     assert merged["cooc_rank"].tolist() == [NO_RANK, 1, 2]

@@ -212,10 +212,15 @@ def ease_catalogue(popular: pd.DataFrame, n_users: int, max_items: int) -> pd.In
     """The items EASE^R models: all of them when the history has fewer users than
     ``max_items`` (the user-side form costs ``users³``), else the ``max_items`` most popular
     (the item side costs ``items³``)."""
+    if n_users < min(len(popular), max_items):
+        return popular_head(popular, len(popular))
+    return popular_head(popular, max_items)
+
+
+def popular_head(popular: pd.DataFrame, n: int) -> pd.Index:
+    """The ``n`` items with the most interactions (ties: the lower id), most popular first."""
     ordered = popular.sort_values(["pop_count", ITEM], ascending=[False, True], kind="stable")
-    if n_users < min(len(ordered), max_items):
-        return pd.Index(ordered[ITEM].to_numpy())
-    return pd.Index(ordered[ITEM].to_numpy()[:max_items])
+    return pd.Index(ordered[ITEM].to_numpy()[:n])
 
 
 def history_pairs(events: dd.DataFrame, cutoff: int) -> pd.DataFrame:

@@ -8,10 +8,9 @@ blocks whose ``users x items`` score matrix stays near 16 MiB.
 
 Search is ``exact`` or ``faiss``; ``auto`` picks faiss from ``faiss_min_items`` items when faiss
 is installed. ``exact`` is brute force: torch matrix products on a GPU; on a CPU faiss's flat
-inner-product index when installed (its BLAS products and heap selection took 0.13 s for 5,000
-users x 10,000 items, N = 100, on one core, where torch's products and ``topk`` took 0.27 s),
-else torch. ``faiss`` is an HNSW graph over inner products, built once per process:
-approximate, and sub-linear in the catalogue.
+inner-product index when installed (its BLAS products and heap selection beat torch's products
+and ``topk`` there), else torch. ``faiss`` is an HNSW graph over inner products, built once per
+process: approximate, and sub-linear in the catalogue.
 """
 
 from __future__ import annotations

@@ -29,8 +29,8 @@ def split_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def pairs_isin(users: np.ndarray, items: np.ndarray, pairs: pd.DataFrame) -> np.ndarray:
     """For each (users[i], items[i]): is it a row of ``pairs`` (columns user_id, item_id)?
 
-    Integer ids become one int64 key per pair, looked up in the sorted keys of ``pairs``
-    (several times faster than a merge on two columns); other id types fall back to a join.
+    Integer ids become one int64 key per pair, looked up in the sorted keys of ``pairs`` (no
+    hash join on two columns); other id types fall back to a join.
     """
     return pair_counts(users, items, pairs) > 0
 

@@ -26,6 +26,7 @@ from pipeline.candidates.ease import (
     history_matrix,
     history_pairs,
     item_spectrum,
+    popular_head,
     tune_lambda,
     user_spectrum,
 )
@@ -61,18 +62,28 @@ def fit_context(events: dd.DataFrame, cutoff: int, inputs: CutoffInputs, workflo
     neighbours, ease = None, None
     if len(popular) and (spec.cooccurrence is not None or spec.ease is not None):
         n_users = int(events.loc[events[TIME] < cutoff, USER].nunique().compute())
-        catalogue = pd.Index(popular[ITEM].to_numpy())
         ease_items = (ease_catalogue(popular, n_users, spec.ease.max_items)
-                      if spec.ease is not None else pd.Index([]))
-        item_side = spec.ease is not None and n_users >= len(ease_items)
-        gram = None
-        if spec.cooccurrence is not None or item_side:
+                      if spec.ease is not None and inputs.ease_lambda is not None else None)
+        item_side = ease_items is not None and n_users >= len(ease_items)
+        # One Gram matrix serves both models: over the larger of their catalogues (both are
+        # the most popular items), sliced for the smaller.
+        sizes = [len(ease_items)] if item_side else []
+        if spec.cooccurrence is not None:
+            sizes.append(spec.cooccurrence.max_items)
+        gram, catalogue = None, None
+        if sizes:
+            catalogue = popular_head(popular, max(sizes))
             gram = item_gram(events, cutoff, catalogue)
         if spec.cooccurrence is not None:
-            neighbours = top_neighbours(gram, catalogue, spec.cooccurrence.neighbors)
-        if spec.ease is not None and inputs.ease_lambda is not None:
-            ease = _fit_ease(events, cutoff, gram, catalogue, ease_items, item_side,
-                             inputs.ease_lambda)
+            cooc = catalogue[:spec.cooccurrence.max_items]
+            neighbours = top_neighbours(_sliced(gram, catalogue, cooc), cooc,
+                                        spec.cooccurrence.neighbors)
+        if ease_items is not None:
+            ease = (EaseModel(ease_items, inputs.ease_lambda,
+                              weights=ease_weights(_sliced(gram, catalogue, ease_items),
+                                                   inputs.ease_lambda))
+                    if item_side else _user_side_ease(events, cutoff, ease_items,
+                                                      inputs.ease_lambda))
     embedding_dir = None
     if spec.embedding is not None:
         embedding_dir = str(fit_retrieval(events, cutoff, spec.embedding.model_params(),
@@ -84,11 +95,13 @@ def fit_context(events: dd.DataFrame, cutoff: int, inputs: CutoffInputs, workflo
         rules=rules, embedding_dir=embedding_dir, ease=ease)
 
 
-def _fit_ease(events: dd.DataFrame, cutoff: int, gram: Any, catalogue: pd.Index,
-              items: pd.Index, item_side: bool, lam: float) -> EaseModel:
-    if item_side:
-        at = catalogue.get_indexer(items)
-        return EaseModel(items, lam, weights=ease_weights(gram[at][:, at], lam))
+def _sliced(gram: Any, catalogue: pd.Index, items: pd.Index) -> Any:
+    """The Gram matrix of ``items`` (a prefix of ``catalogue``) from that of ``catalogue``."""
+    n = len(items)
+    return gram if n == len(catalogue) else gram.tocsr()[:n][:, :n]
+
+
+def _user_side_ease(events: dd.DataFrame, cutoff: int, items: pd.Index, lam: float) -> EaseModel:
     pairs = history_pairs(events, cutoff)
     users = np.sort(pairs[USER].unique())
     return fit_ease(history_matrix(pairs, users, items), items, lam)

@@ -3,7 +3,7 @@ already grouped by user, a few hundred per user.
 
 Such rows are sorted within each user's run by laying the runs out as the rows of a (users x
 longest run) matrix and sorting along its rows: every sort touches a few hundred values that fit in
-cache, about five times faster than a stable sort of the whole column. Other inputs (users not in
+cache, instead of a stable sort of the whole column. Other inputs (users not in
 order, one user with most of the rows) take successive stable ``argsort`` passes, one per key.
 """
 

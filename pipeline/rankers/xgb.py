@@ -79,8 +79,8 @@ def train_xgboost(
         return _train_by_folds(client, rows, features, spec, params, matrix, out,
                                (n_train, n_valid, positives))
     dtrain = matrix(train)
-    # Only the validation users are scored each round: the training rows' AUC and NDCG (a sort of
-    # millions of rows per round) went unused and, at MovieLens-1M size, cost most of the training.
+    # Only the validation users are scored each round: the training rows' metrics (a sort of
+    # every training row per round) would go unused.
     evals = [(matrix(valid, dtrain), "valid")] if n_valid else [(dtrain, "train")]
     output = train_on_cluster(
         client, params, dtrain, num_boost_round=spec.num_boost_round, evals=evals,
