@@ -29,16 +29,14 @@ log = logging.getLogger(__name__)
 #: glibc malloc settings for worker processes, set before they start. Dask's default
 #: (``MALLOC_TRIM_THRESHOLD_=65536``, to hand freed memory back to the OS) also freezes glibc's mmap
 #: threshold at 128 KiB, so every array a partition allocates is a fresh ``mmap`` whose pages fault
-#: in on first touch: 295k page faults and 1.1 s of system time per 5,000-user recommend
-#: partition, a third of its wall time. With these, arrays up to 32 MiB (a few million rows per
-#: column) come from the heap and up to 128 MiB of freed heap is kept for the next partition, so
+#: in on first touch, in every partition again. With these, arrays up to 32 MiB (a few million rows
+#: per column) come from the heap and up to 128 MiB of freed heap is kept for the next partition, so
 #: memory stays bounded by the partition. The feature tasks, whose partitions leave holes of mixed
 #: sizes in that heap, hand them back after each partition (``pipeline.memory``).
 #: Arrow's allocator (mimalloc) keeps the pages it frees (``MIMALLOC_PURGE_DELAY=-1``; its default
 #: hands them back 10 ms after a free): each Parquet read and write would otherwise fault its
-#: buffers in afresh, and its heap stays at the largest partition's Arrow working set (about
-#: 150 MB a worker at 262k rows). The 10M-row feature benchmark's transform: 4.65-5.3 ->
-#: 4.1-4.5 s, peak memory 0.3 GiB higher. NumPy does not ask for transparent huge pages
+#: buffers in afresh, and what it keeps is at most the largest partition's Arrow working set.
+#: NumPy does not ask for transparent huge pages
 #: (``NUMPY_MADVISE_HUGEPAGE=0``; see ``pipeline.memory.disable_transparent_hugepages``). A
 #: variable set in the environment wins.
 WORKER_MALLOC_ENV = {

@@ -56,8 +56,8 @@ def route_library_logs() -> None:
     """Route Dask's (and XGBoost's) records through our handler, routine chatter kept out.
 
     distributed sets its loggers to INFO and adds its own handler when imported, so a command
-    that imports it calls this again afterwards (importing it in ``setup_logging`` delayed
-    ``recpipe run``'s lock check by seconds).
+    that imports it calls this again afterwards. ``setup_logging`` does not import it: a command
+    pays for importing Dask only once it needs it (``recpipe run`` checks its lock first).
     """
     verbose = _QUIET["verbose"]
     for name in ("distributed", "dask", "xgboost", "asyncio"):

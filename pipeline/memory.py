@@ -4,15 +4,14 @@ recpipe's workers keep arrays up to 32 MiB on the heap (``pipeline.cluster.WORKE
 fast for the recommend stage, whose partitions allocate and free the same sizes over and over.
 The feature stage's partitions allocate a different mix of sizes each time (strings, sort
 buffers, high-cardinality statistics), and the free holes left between live blocks are never
-given back: at 10M rows a 2 GiB worker was restarted for memory it no longer used. glibc's
-``malloc_trim(0)`` returns every free page of every arena, holes included.
+given back, so a worker can reach its memory limit, and be restarted, for memory it no longer
+uses. glibc's ``malloc_trim(0)`` returns every free page of every arena, holes included.
 
 Returning pages is not free, though: the next partition faults them back in, and on a virtual
-machine that reports freed pages to its host (free page reporting, common in clouds) each page
-comes back through the host, at about 2 ms per MB. Trimming after every partition cost the
-feature benchmark a tenth of its time. So a Dask worker keeps its free heap while its resident
-memory stays under ``KEEP_FRACTION`` of its memory limit (under Dask's spill target, 60%, with
-room for a partition's working set) and trims past it; other processes always trim.
+machine that reports freed pages to its host (free page reporting, common in clouds) each page comes
+back through the host, slowly. So a Dask worker keeps its free heap while its resident memory stays
+under ``KEEP_FRACTION`` of its memory limit (under Dask's spill target, 60%, with room for a
+partition's working set) and trims past it; other processes always trim.
 """
 
 from __future__ import annotations
@@ -54,11 +53,10 @@ def disable_transparent_hugepages() -> bool:
 
     NumPy asks for huge pages for every array of 4 MB or more (``madvise``). On a virtual
     machine whose host backs guest memory in 4 KiB pages, a huge page's first touch costs far
-    more than 512 small ones: fresh memory took 1.1-2.5 s per GiB with huge pages and 0.4-0.6 s
-    without, here. Workers touch fresh memory all through a fit (its statistics grow to about
-    a GiB per worker): the 10M-row feature benchmark ran about 5% faster without. The flag is
-    inherited across fork and exec, so a local cluster's workers get it from the process that
-    starts it; NumPy's own switch (``NUMPY_MADVISE_HUGEPAGE=0``) is only read at import.
+    more than 512 small ones, and workers touch fresh memory all through a fit (its statistics
+    grow with the data). The flag is inherited across fork and exec, so a local cluster's
+    workers get it from the process that starts it; NumPy's own switch
+    (``NUMPY_MADVISE_HUGEPAGE=0``) is only read at import.
     """
     libc = _libc()
     return libc is not None and libc.prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) == 0

@@ -28,7 +28,7 @@ import redis
 
 from pipeline.errors import RecpipeError
 
-# Re-exported: callers imported these from here before connections got their own module.
+# Re-exported: the lookup API and tests import these from here (``connect`` defines them).
 from pipeline.publish.connect import mask_url, redis_connection, unavailable
 
 __all__ = [

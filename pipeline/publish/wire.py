@@ -1,13 +1,13 @@
 """Pre-encoded Redis commands: build the RESP bytes of many commands at once, send them pipelined.
 
-Why: building each ``SET`` through redis-py's command layer cost half of a publish (argument
-encoding, a Python object per command). Here a partition's commands are laid out by Arrow kernels
-into one contiguous buffer; slices of it go to the server with ``sendall`` on a connection borrowed
-from the client's pool (so AUTH, TLS, ``SELECT`` and RESP3 are redis-py's business), and the
-replies are read back with hiredis.
+Why: building each ``SET`` through redis-py's command layer runs Python for every command
+(argument encoding, a Python object per command), a large share of a publish. Here a partition's
+commands are laid out by Arrow kernels into one contiguous buffer; slices of it go to the server
+with ``sendall`` on a connection borrowed from the client's pool (so AUTH, TLS, ``SELECT`` and
+RESP3 are redis-py's business), and the replies are read back with hiredis.
 
-Two command shapes: ``MSETNX`` of a few hundred keys at once, which costs the server about half of
-what as many ``SET key value GET`` commands do (one command dispatch and one reply per chunk), and
+Two command shapes: ``MSETNX`` of a few hundred keys at once, which costs the server less than as
+many ``SET key value GET`` commands do (one command dispatch and one reply per chunk), and
 ``SET key value [EX ttl] GET`` per key, which reports each key's old value. In a Redis Cluster the
 commands are grouped by the primary that owns each key's slot; every primary's share is sent before
 any reply is read, so the nodes work in parallel.
@@ -118,9 +118,9 @@ class Pending:
     def _replies_from_socket(self, sock: Any) -> list[Any]:
         """Parse the replies straight off the socket with a fresh hiredis reader.
 
-        redis-py's ``read_response`` costs a few microseconds of Python per reply, as much as
-        the server spends on the write; this loop costs a tenth of that. The connection's own
-        parser holds nothing at this point: every earlier reply on it was read.
+        redis-py's ``read_response`` runs a layer of Python for every reply; here hiredis parses
+        whole socket reads and Python only collects the replies. The connection's own parser
+        holds nothing at this point: every earlier reply on it was read.
         """
         reader = hiredis.Reader()
         out: list[Any] = []

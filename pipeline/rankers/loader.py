@@ -276,7 +276,7 @@ class ParquetBatchLoader:
         """Row-major arrays of the carried rows followed by the chunk's rows.
 
         Row-major because a batch is then one ``np.take(axis=0)`` of whole rows per array (a
-        few cache lines per row), several times cheaper than a gather per column.
+        few cache lines per row) rather than a gather per column.
         """
         cols = self.columns
         n0 = 0 if carry is None else carry.num_rows

@@ -183,9 +183,8 @@ def _destroy_process_group(pause_s: float = 0.2) -> None:
     A gloo thread frees each finished collective itself, and that needs the GIL (the work keeps
     Python references in its copy of the thread-local state), while ``~ProcessGroupGloo`` joins
     those threads holding the GIL: destroyed too soon after the last collective, the two wait
-    for each other for ever and the frozen Dask worker stops heartbeating (on a loaded 2-core
-    host, within two or three trainings of one cluster). Sleeping releases the GIL so they can
-    finish first (30 trainings in a row then passed).
+    for each other for ever and the frozen Dask worker stops heartbeating. Sleeping releases the
+    GIL so they can finish first.
     """
     time.sleep(pause_s)
     dist.destroy_process_group()

@@ -7,14 +7,14 @@ timeout set, and on Linux such a call fails with ``EINTR`` when a signal with a 
 the thread, whatever the handler's flags, and also when the process is stopped and resumed, with
 no handler at all (a profiler or debugger attaching with ptrace, a cgroup freezer, a paused VM).
 XGBoost does not retry it, so one pause at the wrong moment fails the whole training ("Failed to
-bootstrap the communication group ... recv Interrupted system call", as CI saw); nothing is
-trained or written by then, so starting again is safe.
+bootstrap the communication group ... recv Interrupted system call"); nothing is trained or
+written by then, so starting again is safe.
 
-A worker whose peer failed that way keeps waiting for the tracker, holding its Dask thread, for
-the collective timeout (``COLLECTIVE_TIMEOUT_S``; with XGBoost's default, CI saw it wait over
-15 minutes). A retry therefore first waits for the failed attempt's tasks to end: started
-earlier, the retry's task for that worker would queue behind the stuck one, or be moved by Dask
-to the other worker, which XGBoost refuses.
+A worker whose peer failed that way keeps waiting for the tracker, holding its Dask thread, for the
+collective timeout (``COLLECTIVE_TIMEOUT_S``, set here so that recpipe, not XGBoost's default,
+bounds the wait). A retry therefore first waits for the failed attempt's tasks to end: started
+earlier, the retry's task for that worker would queue behind the stuck one, or be moved by Dask to
+the other worker, which XGBoost refuses.
 """
 
 from __future__ import annotations

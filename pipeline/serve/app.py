@@ -10,8 +10,8 @@ Endpoints (``/openapi.json`` describes them, ``/docs`` shows them):
 - ``/healthz`` (the process is up), ``/readyz`` (Redis answers and a version is current).
 
 Why a fast path: with the API and its clients sharing two cores, per-request CPU decides the
-throughput, and Starlette's routing, request and response objects cost about as much as the rest
-of a lookup. ``LookupApp`` answers ``GET .../recommendations`` itself (the path is matched with two
+throughput, and Starlette's routing, request and response objects are Python work the hot route does
+not need. ``LookupApp`` answers ``GET .../recommendations`` itself (the path is matched with two
 string tests) and hands every other request, and the lifespan, to the Starlette app, which also
 serves that route for HEAD. Settings come from the environment (``pipeline.serve.settings``).
 """

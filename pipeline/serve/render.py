@@ -1,13 +1,14 @@
 """JSON bodies of the lookup API, built from stored values mostly without parsing them.
 
 A stored value is compact JSON ``{"items":[...],"scores":[...]}`` (``pipeline.publish.keys``).
-Parsing it and dumping the answer again costs more CPU than the rest of a request, so:
+Parsing it and dumping the answer again would run Python over every item and score of every
+request, so:
 
 - when ``k`` covers the whole list, the value's inside is spliced into the answer as it is;
 - when the items are numbers (no ``"`` among them), the first ``k`` items and scores are cut at
   commas: numbers contain none, and scores are always numbers;
 - otherwise (string item ids, a value with ``\\u`` escapes, or an unexpected shape) it is parsed
-  and dumped like before.
+  and dumped with ``json``.
 
 Every branch yields the bytes ``json.dumps(..., separators=(",", ":"), ensure_ascii=False)`` gives
 for the same answer (tests pin this), so clients cannot tell which one ran. The list length is

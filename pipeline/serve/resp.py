@@ -1,13 +1,13 @@
 """A minimal asyncio Redis client for the lookup hot path: hiredis parsing, multiplexed connections.
 
-Why not ``redis.asyncio``: profiling the API showed redis-py spending ~150-190 µs of CPU per
-``GET`` (connection checkout, command packing, response callbacks, retry machinery) against a
-~31 µs round trip, and per-request CPU is the whole budget when the API and its clients share two
-cores. This client does only what the lookup needs: send a few commands in one write and parse the
-replies with ``hiredis.Reader`` (the C parser redis-py uses too). Concurrent requests share a
-connection: commands go out in order and replies come back in order (Redis guarantees that), so
-each request waits on one future, and writes made in the same event-loop turn leave in one
-``send``. URL parsing (``redis://``, ``rediss://``, ``unix://``, password, db) is redis-py's.
+Why not ``redis.asyncio``: its CPU per ``GET`` (connection checkout, command packing, response
+callbacks, retry machinery) outweighs the Redis round trip itself, and per-request CPU is the whole
+budget when the API and its clients share two cores. This client does only what the lookup needs:
+send a few commands in one write and parse the replies with ``hiredis.Reader`` (the C parser
+redis-py uses too). Concurrent requests share a connection: commands go out in order and replies
+come back in order (Redis guarantees that), so each request waits on one future, and writes made in
+the same event-loop turn leave in one ``send``. URL parsing (``redis://``, ``rediss://``,
+``unix://``, password, db) is redis-py's.
 
 Failure semantics match what the API promises: a refused or lost connection, or a reply slower than
 ``timeout``, fails every request waiting on that connection with ``RedisUnavailable`` (the API
