@@ -15,13 +15,19 @@ collective timeout (``COLLECTIVE_TIMEOUT_S``, set here so that recpipe, not XGBo
 bounds the wait). A retry therefore first waits for the failed attempt's tasks to end: started
 earlier, the retry's task for that worker would queue behind the stuck one, or be moved by Dask to
 the other worker, which XGBoost refuses.
+
+While a ``Progress`` stage listens on the client, the training also reports its boosting rounds
+and best validation score so far to it (``pipeline/rankers/xgb_progress.py``).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
+
+from pipeline.progress import listening
 
 log = logging.getLogger(__name__)
 
@@ -57,19 +63,24 @@ def root_cause(exc: BaseException) -> str:
     return next((line for line in reversed(lines) if line), type(exc).__name__)
 
 
-def train_on_cluster(client: Any, params: dict[str, Any], dtrain: Any, **kwargs: Any) -> Any:
+def train_on_cluster(client: Any, params: dict[str, Any], dtrain: Any, *,
+                     num_boost_round: int = 10, **kwargs: Any) -> Any:
     """``xgboost.dask.train`` with a collective timeout, retried when the group fails to form.
 
     Up to ``ATTEMPTS`` tries, ``BACKOFF_S`` doubling between them; each retry is logged as a
-    warning with the failure's innermost cause.
+    warning with the failure's innermost cause. While a ``Progress`` stage listens on
+    ``client``, the rounds done and the best validation score so far reach it, besides the
+    caller's ``callbacks``.
     """
     import xgboost.dask as dxgb
     from xgboost.collective import Config
 
     config = Config(timeout=COLLECTIVE_TIMEOUT_S, tracker_timeout=TRACKER_TIMEOUT_S)
+    callbacks = with_progress(client, kwargs.pop("callbacks", None), num_boost_round)
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            return dxgb.train(client, params, dtrain, coll_cfg=config, **kwargs)
+            return dxgb.train(client, params, dtrain, num_boost_round=num_boost_round,
+                              coll_cfg=config, callbacks=callbacks, **kwargs)
         except Exception as exc:  # XGBoostError, re-raised on the client by Dask
             if attempt == ATTEMPTS or not is_startup_failure(exc):
                 raise
@@ -80,6 +91,18 @@ def train_on_cluster(client: Any, params: dict[str, Any], dtrain: Any, **kwargs:
                 raise
             time.sleep(BACKOFF_S * 2 ** (attempt - 1))
     raise AssertionError("unreachable")
+
+
+def with_progress(client: Any, callbacks: Sequence[Any] | None,
+                  num_boost_round: int) -> list[Any] | None:
+    """The caller's callbacks, plus the rounds' progress when a ``Progress`` stage listens (a
+    publisher nobody reads would only fill the scheduler's event log)."""
+    if not listening(client):
+        return list(callbacks) if callbacks else None
+    from pipeline.rankers.xgb_progress import RoundsProgress
+
+    # First: XGBoost skips the callbacks after one that stops the training at that round.
+    return [RoundsProgress(num_boost_round), *(callbacks or ())]
 
 
 def wait_until_idle(client: Any, timeout_s: float, poll_s: float = 0.2) -> bool:
