@@ -117,10 +117,10 @@ def test_merge_keeps_the_embedding_rank_and_source_on_both_merge_paths() -> None
                             "cooc_rank": [1]})
     by_emb = pd.DataFrame({"user_id": [1, 2, 2], "item_id": [20, 40, 10],
                            "emb_score": np.float32([1.0, 0.9, 0.2]), "emb_rank": [1, 1, 2]})
-    fast = merge_candidates(by_pop, by_cooc, None, by_emb)
+    found = {"popularity": by_pop, "cooccurrence": by_cooc, "embedding": by_emb}
+    fast = merge_candidates(found)
     text = {"user_id": str, "item_id": str}
-    plain = merge_candidates(by_pop.astype(text), by_cooc.astype(text), None,
-                             by_emb.astype(text))
+    plain = merge_candidates({name: frame.astype(text) for name, frame in found.items()})
     for merged in (fast, plain):
         got = merged.astype(text).set_index(["user_id", "item_id"]).sort_index()
         assert got.loc[("2", "40"), "source"] == "embedding"

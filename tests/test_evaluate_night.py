@@ -81,8 +81,9 @@ def test_a_night_reports_every_model_over_seeds(tmp_path: Path, dask_client: Any
     manifest = NightlyRun(load_workflow(path), "2026-02-01", dask_client, redis_url).run()
     stage = manifest.stage("evaluate")
     table = stage["metrics"]
-    assert set(table) == {"ranker", "popularity", "popularity_global", "itemknn", "ease",
-                          "logistic"}  # repeat: seen items are filtered on this log
+    assert set(table) == {"ranker", "popularity", "popularity_global", "repeat", "itemknn",
+                          "ease", "logistic"}
+    assert manifest.stage("prepare")["exclude_seen"] is False  # the log repeats (user, item)
     assert set(stage["horizons"]) == {"short", "long"} and stage["horizons"]["long"] == table
     assert table["ranker"]["runs"] == 2 and stage["seeds"] == 2
     assert len(stage["per_seed"]["ranker"]) == 2

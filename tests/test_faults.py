@@ -210,7 +210,8 @@ def test_killed_run_resumes_and_publishes_the_same_lists(
 
 
 def feature_statistics(run_dir: Path) -> dict[str, Any]:
-    root = run_dir / "features" / "workflow"
+    """Every saved statistic of every cutoff's feature workflow."""
+    root = run_dir / "features"
     stats: dict[str, Any] = {}
     for path in sorted(root.rglob("*")):
         if path.suffix == ".parquet":

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.candidates.generators import (
+    NO_RANK,
     merge_candidates,
     popularity_candidates,
     repeat_candidates,
@@ -111,7 +112,8 @@ def test_merge_names_all_three_generators() -> None:
     by_cooc = pd.DataFrame({"user_id": [7], "item_id": [3], "cooc_score": np.float32([0.4]),
                             "cooc_rank": [1]})
     by_repeat = pd.DataFrame({"user_id": [7, 7], "item_id": [2, 3], "repeat_rank": [1, 2]})
-    merged = merge_candidates(by_pop, by_cooc, by_repeat).sort_values("item_id")
+    merged = merge_candidates({"popularity": by_pop, "cooccurrence": by_cooc,
+                               "repeat": by_repeat}).sort_values("item_id")
     assert merged["source"].tolist() == ["popularity", "popularity+repeat",
                                          "cooccurrence+repeat"]
-    assert "repeat_rank" not in merged.columns
+    assert merged["repeat_rank"].tolist() == [NO_RANK, 1, 2]  # every generator's rank

@@ -197,7 +197,8 @@ def evaluate_night(client: Client, spec: WorkflowSpec, data: NightData) -> dict[
                  model, k, row[f"ndcg@{k}"], row[f"ndcg@{k}_std"], k, row[f"recall@{k}"],
                  tables["short"][model][f"ndcg@{k}"])
     paired = {name: np.concatenate([p["per_user"][name] for p in parts
-                                    if name in p["per_user"]]) for name in sources}
+                                    if name in p["per_user"]])
+              for name in sources if "#" not in name}  # the ranker's own seed 0, not its reruns
     choice = choose(table, paired, k, ev.publish_best)
     choice["model_dir"] = sources.get(choice["published"])  # None: a signal baseline
     log.info("publishing the %s lists: %s", choice["published"], choice["reason"])

@@ -31,8 +31,10 @@ from .ops.normalize import Normalize
 from .ops.structural import AddTags, Filter, Rename
 from .ops.target_encoding import TargetEncoding
 from .ops.user_function import UserFunction
-from .persist import FORMAT_VERSION
-from .workflow import Workflow
+
+# The engine (Dask) loads on first use: reading a workflow file imports the ops' parameter
+# models from here, and a second run must see its lock before Dask is imported.
+_LAZY = {"Workflow": ".workflow", "FORMAT_VERSION": ".persist"}
 
 __all__ = [
     "AddTags",
@@ -65,8 +67,12 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """An op of ``ops/`` not imported above, by its class name (an op added there needs no line
-    in this file)."""
+    """The engine's names on first use, and an op of ``ops/`` not imported above, by its class
+    name (an op added there needs no line in this file)."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
     for cls in op_types().values():
         if cls.__name__ == name and cls.__module__.startswith(f"{__name__}.ops."):
             return cls
