@@ -166,7 +166,7 @@ class EaseSpec(_Strict):
     max_items: int = Field(4096, ge=2)
     lambda_: float | None = Field(None, gt=0, alias="lambda")
     lambdas: list[float] = Field(
-        default_factory=lambda: [float(v) for v in (1, 3, 10, 30, 100, 300, 1000, 3000, 10000,
+        default_factory=lambda: [float(v) for v in (10, 30, 100, 300, 1000, 3000, 10000,
                                                     30000)],
         min_length=1)
 
@@ -373,6 +373,8 @@ class EvaluationSpec(_Strict):
     baselines: list[BaselineName] = Field(
         default_factory=lambda: ["popularity", "repeat", "itemknn", "ease"])
     publish_best: bool = True
+    max_users: int = Field(20_000, ge=1, description="holdout users evaluated (a stable sample "
+                           "when more were active): enough for the metrics, bounded in cost")
 
 
 class PublishSpec(_Strict):

@@ -52,7 +52,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, TextIO
 
-from distributed import Client
+import dask
+from distributed import Client, as_completed
 from distributed.diagnostics.plugin import SchedulerPlugin
 
 log = logging.getLogger("recpipe.progress")
@@ -254,6 +255,17 @@ class Progress:
         if state is not None:
             state.update(name, done, total, note,
                          {k: v for k, v in fields.items() if k not in _RESERVED})
+
+    def compute(self, tasks: list[Any], name: str = "partitions") -> list[Any]:
+        """Compute Dask ``tasks`` (delayed objects) on the cluster, reporting each finished one
+        as the stage's ``name`` measure; the results in task order."""
+        if self.client is None:
+            return list(dask.compute(*tasks))
+        futures = self.client.compute(tasks)
+        self.measure(name, 0, len(futures))
+        for done, _ in enumerate(as_completed(futures), start=1):
+            self.measure(name, done, len(futures))
+        return self.client.gather(futures)
 
     def _on_event(self, msg: Any) -> None:
         """A worker's measure (``publish_measure``); a malformed one is dropped."""

@@ -279,12 +279,13 @@ class NightlyRun:
             raise DataError(f"data.interactions: {spec.data.interactions.path} has no rows")
         bounds = window_bounds(spec.split, hourly, int(t_min), int(t_max))
         window_users = events.map_partitions(
-            _window_user_counts, bounds, spec.label.name,
+            _window_user_counts, bounds, int(t_max) + 1, spec.label.name,
             meta=pd.DataFrame({"window": pd.Series(dtype="int64"),
                                "users": pd.Series(dtype="int64")}),
         ).groupby("window")["users"].sum().compute().sort_index()
-        split = plan_split(spec.split, bounds, [int(v) for v in window_users.to_numpy()],
-                           int(t_min), int(t_max))
+        counts = [int(v) for v in window_users.to_numpy()]
+        split = {**plan_split(spec.split, bounds, counts[1:], int(t_min), int(t_max)),
+                 "holdout_users": counts[0]}
         repeat_share = 1.0 - int(pairs) / int(rows)
         exclude_seen = spec.filter.exclude_seen
         if exclude_seen == "auto":
@@ -311,6 +312,7 @@ class NightlyRun:
                           | set(BASE_SIGNALS))
         fitted: list[dict[str, Any]] = []
         previous: tuple[int, Path] | None = None
+        self.progress.measure("cutoffs", 0, len(cutoffs))
         for i, cutoff in enumerate(cutoffs):
             out = self.paths.workflow_at(cutoff)
             start = previous
@@ -321,6 +323,7 @@ class NightlyRun:
             workflow.save(out)
             fitted.append({"cutoff": cutoff, "rows": rows, "mode": mode})
             previous = (cutoff, out)
+            self.progress.measure("cutoffs", i + 1, len(cutoffs))
         return {"cutoffs": fitted, "fit_rows": sum(f["rows"] for f in fitted),
                 "output_schema": workflow.output_schema}
 
@@ -380,10 +383,14 @@ class NightlyRun:
                                self.spec.label.name, ranker.rows, ranker.seed,
                                ranker.validation_fraction)
         rows = map_user_partitions(self._events(), training_partition, windows)
-        # Kept for the evaluate stage (extra seeds, logistic regression): built once.
-        self.folder.remove(self.paths.root / "train_rows")
-        rows.to_parquet(self.paths.root / "train_rows", write_index=False)
-        rows = dd.read_parquet(self.paths.root / "train_rows")
+        # Kept for the evaluate stage (extra seeds, logistic regression): built once, each
+        # partition written where it was built.
+        out = self.paths.root / "train_rows"
+        self.folder.remove(out)
+        out.mkdir(parents=True)
+        self.progress.compute([dask.delayed(_write_part)(part, out / f"part.{i:05d}.parquet")
+                               for i, part in enumerate(rows.to_delayed())])
+        rows = dd.read_parquet(out)
         base = self._incremental_base()  # incremental: go on from the last good model
         warm = base / "model" if base is not None else None
         tuning: dict[str, Any] | None = None
@@ -415,7 +422,8 @@ class NightlyRun:
                                  split["holdout_start"], self.spec.label.name,
                                  self.spec.candidates,
                                  bool(self.manifest.stage("prepare")["exclude_seen"]),
-                                 self.spec.evaluation.k)
+                                 self.spec.evaluation.k,
+                                 lambda i, n: self.progress.measure("EASE^R λ values", i, n))
         return {**tuned, "source": "tuned"}
 
     def _carried_lambda(self) -> dict[str, Any] | None:
@@ -448,7 +456,7 @@ class NightlyRun:
                          training_rows=training_rows, features=self._features(),
                          model_dir=self.paths.model, out=self.paths.root / "evaluation",
                          schema=workflow.output_schema, relevant=self.spec.label.name)
-        return evaluate_night(self.client, self.spec, data)
+        return evaluate_night(self.client, self.spec, data, self.progress)
 
     def recommend(self) -> dict[str, Any]:
         """Lists for every user as of the end of the log from the source the evaluate stage
@@ -462,7 +470,8 @@ class NightlyRun:
         ctx, reorder = self._serving_context(split["last_event"] + 1)
         self.folder.remove(self.paths.lists)
         stats = write_recommendations(self._events(), ctx, model, self.paths.lists, reorder,
-                                      signal=None if model is not None else source)
+                                      signal=None if model is not None else source,
+                                      progress=self.progress)
         fallback = fallback_items(ctx.popular, ctx.rules, k)[[ITEM, "pop_rank"]]
         fallback.to_parquet(self.paths.fallback, index=False)
         users, full = int(stats.get("users", 0)), int(stats.get("full_lists", 0))
@@ -518,17 +527,24 @@ def workflow_fingerprint(spec: WorkflowSpec) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _write_part(part: pd.DataFrame, path: Path) -> None:
+    part.to_parquet(path, index=False)
+
+
 def _manifest_cutoffs(run_dir: Path) -> list[int]:
     """The cutoffs a finished night fitted its feature workflows at, oldest first."""
     fitted = _manifest_of(run_dir).get("stages", {}).get("features", {}).get("cutoffs", [])
     return [int(entry["cutoff"]) for entry in fitted]
 
 
-def _window_user_counts(events: pd.DataFrame, bounds: list[int], relevant: str) -> pd.DataFrame:
-    """How many users of this partition each label window can teach (``known_window_users``);
-    ``bounds``: the holdout's start, then the windows' starts, newest first."""
-    counts = [len(known_window_users(events, start, end, relevant))
-              for start, end in zip(bounds[1:], bounds[:-1], strict=True)]
+def _window_user_counts(events: pd.DataFrame, bounds: list[int], end: int,
+                        relevant: str) -> pd.DataFrame:
+    """How many users of this partition the holdout, then each label window, holds
+    (``known_window_users``); ``bounds``: the holdout's start, then the windows' starts, newest
+    first; ``end``: the end of the log."""
+    ends = [end, *bounds[:-1]]
+    counts = [len(known_window_users(events, start, stop, relevant))
+              for start, stop in zip(bounds, ends, strict=True)]
     return pd.DataFrame({"window": np.arange(len(counts), dtype=np.int64),
                          "users": np.array(counts, dtype=np.int64)})
 

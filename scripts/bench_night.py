@@ -1,14 +1,18 @@
-"""Benchmark: one whole night (features, train, evaluate, recommend, publish) on a synthetic log
-the size of MovieLens-1M, on the embedded default (a local Dask cluster, the embedded Redis).
+"""Benchmark: whole nights (prepare, features, train, evaluate, recommend, publish) on synthetic
+logs, on the embedded default (a local Dask cluster, the embedded Redis).
 
 Writes ``--rows`` ratings (default 1,000,000) by ``--users`` users (6,040) over ``--items`` items
 (3,706) across ``--days`` days (1,000), with taste clusters and a popular head so that every
 generator has signal, plus user (age, gender, occupation) and item (genre) tables; then runs
 ``recpipe run`` on a copy of ``workflows/movielens.yaml`` pointed at them (same features,
-candidates, ranker and baselines) and prints the seconds of every stage. Last line: JSON.
+candidates, ranker and baselines) and prints the seconds of every stage and the peak RSS summed
+over every process of the night (the CLI, the Dask scheduler and workers, Redis). With
+``--scaling`` it runs the MovieLens-1M shape (1M / 6,040 / 3,706) and a mid-size shop (10M /
+100k / 20k) one after the other and reports the wall-time ratio between them. Last line: JSON.
 
     python scripts/bench_night.py                 # 1M rows, the ML-1M shape
-    python scripts/bench_night.py --rows 200000
+    python scripts/bench_night.py --rows 10000000 --users 100000 --items 20000
+    python scripts/bench_night.py --scaling       # both, and wall(10M) / wall(1M)
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from memwatch import MemWatch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 START = 956_703_932  # MovieLens-1M's first timestamp (April 2000)
@@ -79,6 +86,32 @@ def workflow_for(data: Path, runs: Path) -> dict:
     return spec
 
 
+SIZES = ((1_000_000, 6_040, 3_706), (10_000_000, 100_000, 20_000))
+
+
+def night(rows: int, users: int, items: int, days: int, seed: int) -> dict:
+    """One night on a fresh synthetic log: wall seconds, stage seconds, peak RSS."""
+    with tempfile.TemporaryDirectory(prefix="bench_night_") as tmp:
+        root = Path(tmp)
+        # In a child process: the generator's memory must not count as the night's.
+        subprocess.run([sys.executable, __file__, "--write", str(root / "data"), "--rows",
+                        str(rows), "--users", str(users), "--items", str(items), "--days",
+                        str(days), "--seed", str(seed)], check=True)
+        written = len(pd.read_parquet(root / "data" / "interactions", columns=["user_id"]))
+        path = root / "night.yaml"
+        path.write_text(yaml.safe_dump(workflow_for(root / "data", root / "runs")))
+        memory = MemWatch(interval=0.2)
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(path),
+                        "--date", "2026-01-01"], check=True, cwd=ROOT)
+        wall = time.perf_counter() - started
+        manifest = json.loads(next((root / "runs").rglob("manifest.json")).read_text())
+    stages = {name: round(stage["seconds"], 1) for name, stage in manifest["stages"].items()}
+    return {"rows": written, "users": users, "items": items, "wall_s": round(wall, 1),
+            "stage_seconds": stages, "peak_rss_gib": memory.peak_gib(),
+            "published": manifest["stages"]["recommend"].get("source")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -86,25 +119,26 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=3_706)
     parser.add_argument("--days", type=int, default=1_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--scaling", action="store_true",
+                        help="1M / 6,040 / 3,706 then 10M / 100k / 20k, and the wall ratio")
+    parser.add_argument("--write", type=Path, help=argparse.SUPPRESS)  # the data only, here
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench_night_") as tmp:
-        root = Path(tmp)
-        write_log(root / "data", args.rows, args.users, args.items, args.days, args.seed)
-        rows = len(pd.read_parquet(root / "data" / "interactions"))
-        path = root / "night.yaml"
-        path.write_text(yaml.safe_dump(workflow_for(root / "data", root / "runs")))
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "pipeline.cli", "run", str(path),
-                        "--date", "2026-01-01"], check=True, cwd=ROOT)
-        wall = time.perf_counter() - started
-        manifest = json.loads(next((root / "runs").rglob("manifest.json")).read_text())
-    stages = {name: round(stage["seconds"], 1) for name, stage in manifest["stages"].items()}
-    print(f"{'stage':<12}{'seconds':>10}")
-    for name, seconds in stages.items():
-        print(f"{name:<12}{seconds:>10.1f}")
-    print(f"{'wall':<12}{wall:>10.1f}")
-    print(json.dumps({"rows": rows, "users": args.users, "items": args.items,
-                      "wall_s": round(wall, 1), "stage_seconds": stages}))
+    if args.write:
+        write_log(args.write, args.rows, args.users, args.items, args.days, args.seed)
+        return
+    sizes = SIZES if args.scaling else ((args.rows, args.users, args.items),)
+    runs = [night(rows, users, items, args.days, args.seed) for rows, users, items in sizes]
+    print(f"{'stage':<12}" + "".join(f"{r['rows']:>14,}" for r in runs))
+    for name in runs[0]["stage_seconds"]:
+        print(f"{name:<12}" + "".join(f"{r['stage_seconds'].get(name, 0):>13.1f}s"
+                                      for r in runs))
+    print(f"{'wall':<12}" + "".join(f"{r['wall_s']:>13.1f}s" for r in runs))
+    print(f"{'peak RSS':<12}" + "".join(f"{r['peak_rss_gib']:>11.2f}GiB" for r in runs))
+    result: dict = {"runs": runs}
+    if len(runs) == 2:
+        result["wall_ratio"] = round(runs[1]["wall_s"] / runs[0]["wall_s"], 2)
+        print(f"wall ratio {result['wall_ratio']}")
+    print(json.dumps(result if len(runs) > 1 else runs[0]))
 
 
 if __name__ == "__main__":

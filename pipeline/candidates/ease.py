@@ -195,16 +195,20 @@ def user_spectrum(x: sp.csr_matrix) -> Spectrum:
 
 
 def tune_lambda(factors: Spectrum, block: sp.csr_matrix, score: Callable[[np.ndarray], float],
-                grid: tuple[float, ...]) -> tuple[float, dict[float, float]]:
+                grid: tuple[float, ...],
+                done: Callable[[int, int], None] | None = None) -> tuple[float, dict[float, float]]:
     """The λ of ``grid`` whose scores for the validation users' history ``block`` maximise
     ``score`` (given the dense score block; higher is better), and every λ's score: one
     factorisation serves the whole grid."""
     if block.shape[0] == 0:
         raise DataError("EASE^R: no validation users to tune λ on; the log is too short for "
                         "the split (or give candidates.ease.lambda)")
-    tried = {float(lam): float(score(factors.scores(block, lam))) for lam in grid}
-    for lam, value in tried.items():
-        log.debug("EASE^R λ=%g: validation %.4f", lam, value)
+    tried: dict[float, float] = {}
+    for lam in grid:
+        tried[float(lam)] = float(score(factors.scores(block, lam)))
+        log.debug("EASE^R λ=%g: validation %.4f", lam, tried[float(lam)])
+        if done is not None:
+            done(len(tried), len(grid))
     return max(tried, key=tried.__getitem__), tried
 
 

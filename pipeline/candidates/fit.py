@@ -6,6 +6,7 @@ client."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from pipeline.metrics import block_ndcg
 
 log = logging.getLogger(__name__)
 
-TUNING_USERS = 2000  # validation users λ is tuned on (a stable sample when there are more)
+TUNING_USERS = 1000  # validation users λ is tuned on (a stable sample when there are more)
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,8 @@ def _user_side_ease(events: dd.DataFrame, cutoff: int, items: pd.Index, lam: flo
 
 
 def tune_ease_lambda(events: dd.DataFrame, start: int, end: int, relevant: str,
-                     spec: CandidatesSpec, exclude_seen: bool, k: int) -> dict[str, Any]:
+                     spec: CandidatesSpec, exclude_seen: bool, k: int,
+                     done: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """λ for EASE^R by NDCG@k on the window ``[start, end)``: the relevant items of users with
     history before ``start``, predicted from that history, over the grid of
     ``candidates.ease.lambdas`` (one eigendecomposition for all)."""
@@ -144,7 +146,7 @@ def tune_ease_lambda(events: dd.DataFrame, start: int, end: int, relevant: str,
             scores[r, c] = -np.inf
         return block_ndcg(scores, truth_block, k)
 
-    lam, tried = tune_lambda(factors, block, score, tuple(ease.lambdas))
+    lam, tried = tune_lambda(factors, block, score, tuple(ease.lambdas), done)
     log.info("EASE^R λ=%g (validation NDCG@%d %.4f over %d users, %d items)", lam, k,
              tried[lam], len(valid), len(items))
     return {"lambda": lam, "validation_users": int(len(valid)), "items": int(len(items)),

@@ -18,13 +18,14 @@ import pandas as pd
 from pipeline.candidates.context import NightContext
 from pipeline.candidates.filters import pairs_isin
 from pipeline.candidates.generators import NO_RANK, RANK_COLUMNS
-from pipeline.io import ITEM, TIME, USER
+from pipeline.io import ITEM, TIME, USER, stable_unit
 from pipeline.rankers.ranker import load_scorer
 from pipeline.rankers.signal import signal_scores
 from pipeline.recommend.batch import final_lists
-from pipeline.rows.build import candidate_rows, known_window_users
+from pipeline.rows.build import candidate_chunks, known_window_users
 
 HORIZONS = ("short", "long")
+EVALUATION_SEED = 104_729  # the sample of holdout users is the same every night
 MEASURES = ("ndcg", "recall", "map")
 
 
@@ -38,12 +39,14 @@ class HoldoutPlan:
     long_end: int
     relevant: str
     k: int
+    user_share: float = 1.0  # evaluated users: those whose stable hash falls below it
 
 
 def holdout_partition(events: pd.DataFrame, ctx: NightContext,
                       plan: HoldoutPlan) -> dict[str, Any]:
     """Metric sums per source and horizon, recall sums per generator, listed items."""
     users = known_window_users(events, ctx.cutoff, plan.long_end, plan.relevant)
+    users = users[stable_unit(users, seed=EVALUATION_SEED) < plan.user_share]
     relevant = events[(events[TIME] >= ctx.cutoff) & (events[plan.relevant].to_numpy() > 0)]
     truth = {"long": relevant[relevant[TIME] < plan.long_end],
              "short": relevant[relevant[TIME] < plan.short_end]}
@@ -54,18 +57,25 @@ def holdout_partition(events: pd.DataFrame, ctx: NightContext,
                            "per_user": {}}
     if len(users) == 0:
         return out
-    rows, encoded, history = candidate_rows(events, ctx, users)
-    _retrieval(rows, truth["long"], out)
-    for name, model_dir in plan.sources.items():
-        score = (load_scorer(model_dir).score(encoded) if model_dir is not None
-                 else signal_scores(rows, name))
-        lists = final_lists(rows[[USER, ITEM, "source"]].assign(score=score), users, history,
-                            ctx)
-        top = lists[lists["rank"] <= plan.k]
+    scorers = {name: load_scorer(d) for name, d in plan.sources.items() if d is not None}
+    scored: dict[str, list[pd.DataFrame]] = {name: [] for name in plan.sources}
+    candidates: list[pd.DataFrame] = []
+    for chunk in candidate_chunks(events, ctx, users):
+        rows = chunk.rows
+        candidates.append(rows[[USER, ITEM, *(c for c in RANK_COLUMNS.values() if c in rows)]])
+        for name in plan.sources:
+            score = (scorers[name].score(chunk.features) if name in scorers
+                     else signal_scores(rows, name))
+            lists = final_lists(rows[[USER, ITEM, "source"]].assign(score=score), chunk.users,
+                                chunk.history, ctx)
+            scored[name].append(lists[lists["rank"] <= plan.k])
+    _retrieval(pd.concat(candidates, ignore_index=True), truth["long"], out)
+    for name, parts in scored.items():
+        top = pd.concat(parts, ignore_index=True)
+        per_horizon = {h: per_user_metrics(top, truth[h], plan.k) for h in HORIZONS}
         out["listed"][name] = np.unique(top[ITEM].to_numpy())
-        scored = {h: per_user_metrics(top, truth[h], plan.k) for h in HORIZONS}
-        out["metrics"][name] = {h: metric_sums(m) for h, m in scored.items()}
-        out["per_user"][name] = scored["long"]["ndcg"].to_numpy()  # paired comparisons
+        out["metrics"][name] = {h: metric_sums(m) for h, m in per_horizon.items()}
+        out["per_user"][name] = per_horizon["long"]["ndcg"].to_numpy()  # paired comparisons
     return out
 
 

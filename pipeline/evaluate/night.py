@@ -29,6 +29,7 @@ from distributed import Client, get_client
 from pipeline.candidates.context import NightContext
 from pipeline.config import WorkflowSpec
 from pipeline.evaluate.holdout import HORIZONS, MEASURES, HoldoutPlan, holdout_partition
+from pipeline.progress import Progress
 from pipeline.rankers.logistic import fit_logistic
 from pipeline.rankers.ranker import binary_labels, train_ranker
 from pipeline.rankers.signal import REQUIRES
@@ -137,7 +138,8 @@ def choose(table: dict[str, dict[str, Any]], paired: dict[str, np.ndarray], k: i
             "reason": reason, "scores": scores, "baseline_gain_over_ranker": margins}
 
 
-def evaluate_night(client: Client, spec: WorkflowSpec, data: NightData) -> dict[str, Any]:
+def evaluate_night(client: Client, spec: WorkflowSpec, data: NightData,
+                   progress: Progress | None = None) -> dict[str, Any]:
     """Lists as of the holdout start for the users active in it, for every source."""
     ev, k = spec.evaluation, spec.evaluation.k
     split = data.split
@@ -176,10 +178,13 @@ def evaluate_night(client: Client, spec: WorkflowSpec, data: NightData) -> dict[
             if name != LOGISTIC and _available(name, spec):
                 sources[name] = None
 
-    plan = HoldoutPlan(sources, split["short_end"], split["last_event"] + 1, data.relevant, k)
+    active = int(split.get("holdout_users", 0)) or ev.max_users
+    plan = HoldoutPlan(sources, split["short_end"], split["last_event"] + 1, data.relevant, k,
+                       user_share=min(1.0, ev.max_users / active))
     shared = get_client().scatter(data.context, hash=False)
-    parts = dask.compute(*[dask.delayed(holdout_partition)(part, shared, plan)
-                           for part in data.events.to_delayed()])
+    parts = tuple((progress or Progress(None)).compute(
+        [dask.delayed(holdout_partition)(part, shared, plan)
+         for part in data.events.to_delayed()]))
     lap("holdout_lists")
     catalogue = len(data.context.popular)
     tables, users = {}, {}

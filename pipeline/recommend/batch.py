@@ -17,11 +17,12 @@ from pipeline.candidates.retrieve import excluded_seen, target_users
 from pipeline.candidates.rules import RULE_CATEGORY_CAP
 from pipeline.candidates.sorting import rank_within
 from pipeline.io import ITEM, USER
+from pipeline.progress import Progress
 from pipeline.rankers.ranker import load_scorer
 from pipeline.rankers.signal import signal_scores
 from pipeline.recommend.reorder import ORDER, ReorderPlan, boost_and_sort, diversify
 from pipeline.recommend.topk import LIST_COLUMNS, fill_short_lists, first_k, top_k
-from pipeline.rows.build import Stats, candidate_rows, count_removed, timed
+from pipeline.rows.build import Stats, candidate_chunks, count_removed, timed
 
 RANKER = "ranker"  # the trained model's lists; any other source is a signal baseline
 
@@ -34,14 +35,24 @@ def recommend_lists(
     source)`` scored by the ranker in ``model_dir``, or by the signal baseline ``signal``; and
     their statistics: rows removed per filter rule and seconds per stage."""
     stats: Stats = {}
-    rows, encoded, history = candidate_rows(events, ctx, users, stats=stats)
-    with timed(stats, "rank"):
-        score = (signal_scores(rows, signal) if signal is not None
-                 else load_scorer(model_dir).score(encoded))
-        scored = rows[[USER, ITEM, "source"]].assign(score=score)
-    with timed(stats, "reorder"):
-        lists = final_lists(scored, users, history, ctx, stats, reorder)
+    scorer = load_scorer(model_dir) if signal is None else None
+    parts = []
+    for chunk in candidate_chunks(events, ctx, users, stats=stats):
+        with timed(stats, "rank"):
+            score = (signal_scores(chunk.rows, signal) if scorer is None
+                     else scorer.score(chunk.features))
+            scored = chunk.rows[[USER, ITEM, "source"]].assign(score=score)
+        with timed(stats, "reorder"):
+            parts.append(final_lists(scored, chunk.users, chunk.history, ctx, stats, reorder))
+    lists = pd.concat(parts, ignore_index=True) if parts else _no_lists(events, ctx)
     return lists, stats
+
+
+def _no_lists(events: pd.DataFrame, ctx: NightContext) -> pd.DataFrame:
+    """The lists of no users, with the dtypes of any."""
+    return pd.DataFrame({USER: events[USER].to_numpy()[:0], "rank": np.empty(0, np.int64),
+                         ITEM: events[ITEM].to_numpy()[:0], "score": np.empty(0, np.float32),
+                         "source": pd.array([], dtype="str")})
 
 
 def final_lists(scored: pd.DataFrame, users: np.ndarray, history: pd.DataFrame,
@@ -83,7 +94,7 @@ def _write_lists(events: pd.DataFrame, ctx: NightContext, model_dir: str | None,
 
 def write_recommendations(events: dd.DataFrame, ctx: NightContext, model_dir: str | None,
                           out: Path, reorder: ReorderPlan | None = None,
-                          signal: str | None = None) -> Stats:
+                          signal: str | None = None, progress: Progress | None = None) -> Stats:
     """Stages 1-4 for every user over every partition, one Parquet file per partition under
     ``out``, and the partitions' statistics summed (rows, users, full lists, removed per rule,
     stage seconds). Only the small statistics dicts come back to the client."""
@@ -93,7 +104,7 @@ def write_recommendations(events: dd.DataFrame, ctx: NightContext, model_dir: st
                                         str(out / f"part.{i:05d}.parquet"), reorder, signal)
              for i, part in enumerate(events.to_delayed())]
     total: Stats = {}
-    for stats in dask.compute(*tasks):
+    for stats in (progress or Progress(None)).compute(tasks):
         for key, value in stats.items():
             total[key] = total.get(key, 0) + value
     return total

@@ -72,19 +72,29 @@ def ranker_feature_columns(workflow: Any, candidates: CandidatesSpec, repeat_on:
 CHUNK_USERS = 1024  # users retrieved at once: bounds the dense EASE^R block and the frames
 
 
-def candidate_rows(events: pd.DataFrame, ctx: NightContext, users: np.ndarray, *,
-                   stats: Stats | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Stages 1-2 and the rank stage's input for ``users`` (sorted ids of this partition).
+@dataclass(frozen=True, eq=False)
+class Chunk:
+    """Stages 1-2 and the rank stage's input for one chunk of users: ``rows`` are the filtered
+    candidates with raw ids and every signal, ``features`` the same rows (same order) after
+    the side tables and the feature workflow, ``history`` the users' events before the
+    cutoff."""
 
-    Returns ``(rows, features, history)``: ``rows`` are the filtered candidates with raw ids and
-    every signal, ``features`` the same rows (same order) after the side tables and the feature
-    workflow, ``history`` the users' events before the cutoff. ``stats`` (when given) collects
-    the rows each filter rule removed (``removed.<rule>``) and seconds per stage.
-    """
+    users: np.ndarray
+    rows: pd.DataFrame
+    features: pd.DataFrame
+    history: pd.DataFrame
+
+
+def candidate_chunks(events: pd.DataFrame, ctx: NightContext, users: np.ndarray, *,
+                     stats: Stats | None = None) -> Iterator[Chunk]:
+    """``Chunk`` after ``Chunk`` of at most ``CHUNK_USERS`` of ``users`` (sorted ids of this
+    partition): a caller keeps only what it needs of each (scores, lists, sampled rows), so a
+    task's memory follows the chunk, not the partition. ``stats`` (when given) collects the rows
+    each filter rule removed (``removed.<rule>``) and seconds per stage."""
     history = events[(events[TIME] < ctx.cutoff) & events[USER].isin(users)]
     history = history.iloc[np.argsort(history[USER].to_numpy(), kind="stable")]
     history_users = history[USER].to_numpy()
-    parts, retrieved_rows = [], 0
+    workflow = load_feature_workflow(ctx.workflow_dir)
     for start in range(0, len(users), CHUNK_USERS):
         chunk = users[start:start + CHUNK_USERS]
         lo = np.searchsorted(history_users, chunk[0], side="left")
@@ -95,24 +105,14 @@ def candidate_rows(events: pd.DataFrame, ctx: NightContext, users: np.ndarray, *
         with timed(stats, "filter"):
             rows, removed = filter_candidates(retrieved.rows, mine, ctx)
         count_removed(stats, removed)
-        retrieved_rows += len(retrieved.rows)
+        if stats is not None:
+            stats["candidates.retrieved"] = (stats.get("candidates.retrieved", 0)
+                                             + len(retrieved.rows))
+            stats["candidates.ranked"] = stats.get("candidates.ranked", 0) + len(rows)
         with timed(stats, "rank"):
-            parts.append(add_signals(retrieved, rows, mine, ctx))
-    if stats is not None:
-        stats["candidates.retrieved"] = stats.get("candidates.retrieved", 0) + retrieved_rows
-        stats["candidates.ranked"] = stats.get("candidates.ranked", 0) + sum(map(len, parts))
-    with timed(stats, "rank"):
-        rows = pd.concat(parts, ignore_index=True) if parts else _no_rows(events, ctx)
-        features = join_side_tables(rows, ctx.users, ctx.items)
-        features = load_feature_workflow(ctx.workflow_dir).transform(features)
-    return rows, features, history
-
-
-def _no_rows(events: pd.DataFrame, ctx: NightContext) -> pd.DataFrame:
-    """The signal rows of no users (an empty partition), with the columns and dtypes of any."""
-    empty = events.iloc[:0]
-    retrieved = retrieve(np.sort(empty[USER].unique()), empty, ctx)
-    return add_signals(retrieved, retrieved.rows, empty, ctx)
+            rows = add_signals(retrieved, rows, mine, ctx)
+            features = workflow.transform(join_side_tables(rows, ctx.users, ctx.items))
+        yield Chunk(chunk, rows, features, mine)
 
 
 @dataclass(frozen=True, eq=False)
@@ -152,16 +152,19 @@ def training_partition(events: pd.DataFrame, windows: LabelWindows,
                                               windows.user_shares, strict=True)):
         users = known_window_users(events, ctx.cutoff, end, windows.relevant)
         users = users[stable_unit(users, windows.seed * 7919 + w + 1) < share]
-        rows, encoded, _ = candidate_rows(events, ctx, users)
         window = events[(events[TIME] >= ctx.cutoff) & (events[TIME] < end)]
-        label = window_labels(rows, window, windows.relevant)
-        keep = _sampled(rows[USER].to_numpy(), rows[ITEM].to_numpy(), label > 0, spec,
-                        windows.seed + w)
-        block = encoded.loc[keep, list(windows.features)].astype(np.float32)
-        block["label"] = label[keep].astype(np.float32)
-        block["_user"] = rows[USER].to_numpy()[keep]
-        block["_window"] = w
-        blocks.append(block.reset_index(drop=True))
+        for chunk in candidate_chunks(events, ctx, users):
+            rows, encoded = chunk.rows, chunk.features
+            label = window_labels(rows, window, windows.relevant)
+            keep = _sampled(rows[USER].to_numpy(), rows[ITEM].to_numpy(), label > 0, spec,
+                            windows.seed + w)
+            block = encoded.loc[keep, list(windows.features)].astype(np.float32)
+            block["label"] = label[keep].astype(np.float32)
+            block["_user"] = rows[USER].to_numpy()[keep]
+            block["_window"] = w
+            blocks.append(block.reset_index(drop=True))
+    if not blocks:
+        return _no_training_rows(windows)
     out = pd.concat(blocks, ignore_index=True)
     out = out.iloc[lexsort((out["_window"].to_numpy(), out["_user"].to_numpy()))]
     query = np.cumsum(np.r_[True, (np.diff(out["_window"].to_numpy()) != 0)
@@ -188,6 +191,13 @@ def window_labels(rows: pd.DataFrame, window: pd.DataFrame, relevant: str) -> np
     label += pairs_isin(users, items, good).astype(np.int8)
     label += pairs_isin(users, items, good[day == first]).astype(np.int8)
     return label
+
+
+def _no_training_rows(windows: LabelWindows) -> pd.DataFrame:
+    """Training rows of a partition without any query (their columns and dtypes)."""
+    columns = {c: np.float32 for c in (*windows.features, "label", "user_key")}
+    frame = pd.DataFrame({c: np.empty(0, dtype=t) for c, t in columns.items()})
+    return frame.assign(is_valid=np.empty(0, dtype=bool), qid=np.empty(0, dtype=np.int64))
 
 
 QIDS_PER_PARTITION = 2**22  # qid = partition number x this + the query's index in it (< 2^31)
