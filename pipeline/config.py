@@ -480,11 +480,11 @@ def label_problem(spec: WorkflowSpec) -> str | None:
     """
     column, rating = spec.label.column, spec.data.interactions.columns.rating
     if rating is None:
-        if {"column", "min_value"} & spec.label.model_fields_set:
+        if column != "rating":
             return (f"label.column is '{column}', but data.interactions.columns maps no rating, "
                     "so there is nothing to threshold: add 'rating: <column>' under "
-                    "data.interactions.columns, or drop label.column and label.min_value to "
-                    "count every event as relevant (an implicit log: clicks, plays, purchases)")
+                    "data.interactions.columns, or drop label.column to count every event as "
+                    "relevant (an implicit log: clicks, plays, purchases)")
         return None  # an implicit log: every event is relevant
     if column not in ("rating", rating):
         return (f"label.column is '{column}', but the rating column is '{rating}' "

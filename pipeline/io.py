@@ -8,6 +8,7 @@ source log calls its columns.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,8 @@ import pyarrow.parquet as pq
 
 from pipeline.config import InteractionsSpec, SideTableSpec, WorkflowSpec, check_label
 from pipeline.errors import DataError
+
+log = logging.getLogger(__name__)
 
 USER, ITEM, TIME, RATING = "user_id", "item_id", "timestamp", "rating"
 DAY = 86_400  # seconds: timestamps are int64 epoch seconds after reading
@@ -152,6 +155,9 @@ def with_relevance(events: dd.DataFrame, spec: WorkflowSpec) -> dd.DataFrame:
     check_label(spec)
     label = spec.label
     if spec.data.interactions.columns.rating is None:
+        if "min_value" in label.model_fields_set:
+            log.warning("data.interactions maps no rating column: every event counts as "
+                        "relevant and label.min_value (%g) is not used", label.min_value)
         return events.assign(**{label.name: np.int8(1)})
     return events.assign(**{label.name: (events[RATING] >= label.min_value).astype("int8")})
 

@@ -80,6 +80,6 @@ def _bounds_by_share(hourly: pd.Series, shares: list[float]) -> list[int]:
     starts = hours.index.to_numpy(dtype=np.int64)
     bounds = []
     for share in shares:
-        at = np.flatnonzero(tail >= share * total)
+        at = np.flatnonzero(tail >= share * total * (1 - 1e-12))  # 0.3 x 1000 is 300.0000...1
         bounds.append(int(starts[at[-1]]) * HOUR if len(at) else int(starts[0]) * HOUR)
     return bounds

@@ -4,14 +4,14 @@ data, on a 2-worker Dask LocalCluster, beside a naive per-user pandas loop in th
 1. writes a synthetic log (``--users`` users, ``--items`` items in taste clusters, ~20 events
    per user) as user-partitioned Parquet, an item table (genre, price) and block / availability
    tables;
-2. fits the night's statistics (popularity, co-occurrence neighbours), a BPR retrieval model
-   for the embedding generator and a real feature workflow, and trains a real XGBoost ranker on
-   candidate rows of a user sample (untimed: these are the earlier stages' work);
+2. fits the night's generators (popularity, co-occurrence neighbours, EASE^R, a BPR retrieval
+   model for the embedding generator) and a real feature workflow, and trains a real XGBoost
+   ranker on candidate rows of a user sample (untimed: these are the earlier stages' work);
 3. times ``write_recommendations``: the real stages over every partition of users, with the
    seen filter, an attribute exclusion, availability, a block list, a category cap, MMR
    diversity and a boost switched on (``--no-rules`` for the bare four stages);
-4. times the naive baseline: the same generators, filter and model one user at a time with
-   pandas on ``--naive-users`` users, extrapolated.
+4. times the naive baseline: the same generators, filter, signals and model called one user at
+   a time (a per-request implementation) on ``--naive-users`` users, extrapolated.
 
 Prints a table, then as its last line a JSON object with ``users``, ``candidates_per_user``,
 ``users_per_s``, ``peak_rss_gib``, ``seconds`` per stage (summed over the workers' partitions)
@@ -31,28 +31,32 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 from distributed import Client, LocalCluster
 
-from pipeline.candidates.bpr import fit_retrieval
 from pipeline.candidates.context import NightContext
-from pipeline.candidates.cooccurrence import fit_cooccurrence
-from pipeline.candidates.popularity import DAY, fit_popularity
+from pipeline.candidates.fit import CutoffInputs, fit_context
+from pipeline.candidates.retrieve import filter_candidates, retrieve
 from pipeline.candidates.rules import resolve_rules
 from pipeline.cluster import worker_malloc_settings
 from pipeline.config import CandidatesSpec, FilterSpec, RankerSpec, ReorderSpec
 from pipeline.features import Categorify, Workflow
 from pipeline.features.spec_ops import op_from_spec
-from pipeline.io import ITEM, TIME, USER
-from pipeline.rankers.xgb import load_ranker, predict, train_xgboost
+from pipeline.io import DAY, ITEM, TIME, USER
+from pipeline.rankers.ranker import load_scorer
+from pipeline.rankers.xgb import train_xgboost
 from pipeline.recommend.batch import write_recommendations
 from pipeline.recommend.reorder import ReorderPlan, resolve_reorder
-from pipeline.rows.build import map_user_partitions, ranker_feature_columns, training_partition
-from pipeline.rows.signals import add_signals, feature_matrix, join_side_tables
+from pipeline.rows.build import (
+    LabelWindows,
+    map_user_partitions,
+    ranker_feature_columns,
+    training_partition,
+)
+from pipeline.rows.signals import add_signals, join_side_tables
 
 START = 1_700_000_000
 DAYS = 120
@@ -99,20 +103,16 @@ def feature_workflow(history: pd.DataFrame, items: pd.DataFrame, out: Path) -> W
     return workflow
 
 
+EASE_LAMBDA = 300.0  # fixed: tuning it is the train stage's work, not the recommender's
+
+
 def night_context(events: dd.DataFrame, cutoff: int, items: pd.DataFrame, spec: CandidatesSpec,
                   root: Path, k: int) -> NightContext:
-    popular = fit_popularity(events, cutoff, spec.popularity.recent_days).items
-    neighbours = fit_cooccurrence(events, cutoff, pd.Index(popular[ITEM]),
-                                  spec.cooccurrence.neighbors)
-    embedding_dir = None
-    if spec.embedding is not None:
-        params = spec.embedding.model_params()
-        embedding_dir = str(fit_retrieval(events, cutoff, params, root / f"retrieval-{cutoff}",
-                                          TIME))
-    return NightContext(cutoff=cutoff, popular=popular, neighbours=neighbours, users=None,
-                        items=items.set_index(ITEM)[["genre"]],
-                        workflow_dir=str(root / "workflow"), candidates=spec, exclude_seen=True,
-                        k=k, embedding_dir=embedding_dir)
+    """Every generator fitted on the events before ``cutoff``, as the night's stages do."""
+    inputs = CutoffInputs(candidates=spec, exclude_seen=True, seen_window_days=None, k=k,
+                          items=items.set_index(ITEM)[["genre"]], ease_lambda=EASE_LAMBDA)
+    return fit_context(events, cutoff, inputs, root / "workflow",
+                       root / f"retrieval-{cutoff}")
 
 
 def train_ranker(client: Client, events: pd.DataFrame, items: pd.DataFrame,
@@ -120,15 +120,17 @@ def train_ranker(client: Client, events: pd.DataFrame, items: pd.DataFrame,
     """A real XGBoost ranker on candidate rows of ``users`` users: features as of 14 days
     before the end, labels from those 14 days."""
     sample = events[events[USER] < users]
-    part = write_partitioned(sample, root / "train_events", 2)
+    part = write_partitioned(sample.assign(relevant=np.int8(1)), root / "train_events", 2)
     end = START + DAYS * DAY
     cutoff = end - 14 * DAY
     workflow = feature_workflow(sample[sample[TIME] < cutoff], items, root / "workflow")
-    features = ranker_feature_columns(workflow, spec)
+    features = ranker_feature_columns(workflow, spec, repeat_on=False)
     ctx = night_context(part, cutoff, items, spec, root, k)
-    rows = map_user_partitions(part, training_partition, ctx, end, features, 0.2)
-    ranker = RankerSpec(num_boost_round=60, early_stopping_rounds=10,
+    ranker = RankerSpec(objective="rank:ndcg", num_boost_round=60, early_stopping_rounds=10,
                         params={"max_depth": 6, "eta": 0.1})
+    windows = LabelWindows((ctx,), (end,), (1.0,), tuple(features), "relevant", ranker.rows,
+                           ranker.seed, ranker.validation_fraction)
+    rows = map_user_partitions(part, training_partition, windows)
     train_xgboost(client, rows, features, ranker, root / "model")
     return root / "model", features
 
@@ -146,41 +148,21 @@ def rule_tables(root: Path, items: pd.DataFrame, users: int, seed: int) -> Filte
         "max_per_category": {"column": "genre", "m": 4}})
 
 
-def naive_lists(events: pd.DataFrame, ctx: NightContext, model_dir: Path, users: np.ndarray,
-                workflow: Any) -> float:
-    """The obvious implementation: one user at a time with pandas; returns seconds per user."""
-    booster, features = load_ranker(model_dir)
-    spec = ctx.candidates
-    top = ctx.popular.head(spec.popularity.n)
-    index = ctx.embedding_index()
+def naive_lists(events: pd.DataFrame, ctx: NightContext, model_dir: Path,
+                users: np.ndarray) -> float:
+    """The per-request implementation: the same generators, filter, signals, features and
+    model called for one user at a time; returns seconds per user."""
+    scorer = load_scorer(model_dir)
+    workflow = Workflow.load(ctx.workflow_dir)
     started = time.perf_counter()
     for user in users:
+        one = np.array([user])
         history = events[(events[USER] == user) & (events[TIME] < ctx.cutoff)]
-        recent = history.sort_values(TIME, ascending=False)[ITEM].drop_duplicates().head(
-            spec.cooccurrence.recent_items)
-        near = ctx.neighbours[ctx.neighbours[ITEM].isin(recent)]
-        cooc = near.groupby("neighbor_id")["cooc_score"].sum().nlargest(spec.cooccurrence.n)
-        found = [top[ITEM].to_numpy(), cooc.index]
-        emb = pd.Series(dtype=np.float64)
-        if index is not None and user in index.users:
-            scores = (index.item_vectors @ index.user_vectors[index.users.get_loc(user)]
-                      + index.item_bias)
-            emb = pd.Series(scores, index=index.items).nlargest(spec.embedding.n)
-            found.append(emb.index)
-        cands = pd.DataFrame({ITEM: pd.unique(np.concatenate(found))})
-        cands = cands[~cands[ITEM].isin(history[ITEM])]
-        rows = cands.assign(**{USER: user})
-        rows = rows.merge(top[[ITEM, "pop_rank"]], on=ITEM, how="left").fillna(
-            {"pop_rank": 1_000_000})
-        rows["cooc_score"] = cooc.reindex(rows[ITEM]).fillna(0).to_numpy(dtype=np.float32)
-        rows["cooc_rank"] = rows["cooc_score"].rank(ascending=False).astype("int64")
-        if index is not None:
-            emb_rank = pd.Series(np.arange(1, len(emb) + 1), index=emb.index)
-            rows["emb_rank"] = emb_rank.reindex(rows[ITEM]).fillna(1_000_000).to_numpy()
-        rows = add_signals(rows, history, ctx.popular, ctx.cutoff, index)
-        rows = workflow.transform(join_side_tables(rows, None, ctx.items))
-        rows["score"] = predict(booster, feature_matrix(rows, features))
-        rows.nlargest(ctx.k, "score")
+        retrieved = retrieve(one, history, ctx)
+        rows, _ = filter_candidates(retrieved.rows, history, ctx)
+        rows = add_signals(retrieved, rows, history, ctx)
+        encoded = workflow.transform(join_side_tables(rows, None, ctx.items))
+        rows.assign(score=scorer.score(encoded)).nlargest(ctx.k, "score")
     return (time.perf_counter() - started) / len(users)
 
 
@@ -193,10 +175,11 @@ def profile_partition(parted: dd.DataFrame, ctx: NightContext, model_dir: Path,
     from pipeline.recommend.batch import recommend_lists
 
     part = parted.partitions[0].compute()
-    recommend_lists(part, ctx, str(model_dir), None, plan)  # warm caches (model, workflow)
+    users = np.sort(part[USER].unique())
+    recommend_lists(part, ctx, str(model_dir), users, plan)  # warm caches (model, workflow)
     profiler = cProfile.Profile()
     profiler.enable()
-    recommend_lists(part, ctx, str(model_dir), None, plan)
+    recommend_lists(part, ctx, str(model_dir), users, plan)
     profiler.disable()
     pstats.Stats(profiler).sort_stats("cumulative").print_stats(35)
 
@@ -217,6 +200,7 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=0, help="0: one per 5,000 users")
     parser.add_argument("--popularity-n", type=int, default=100)
     parser.add_argument("--cooccurrence-n", type=int, default=80)
+    parser.add_argument("--ease-n", type=int, default=100, help="0: no EASE^R generator")
     parser.add_argument("--embedding-n", type=int, default=100, help="0: no embedding generator")
     parser.add_argument("--embedding-search", choices=["auto", "exact", "faiss"],
                         default="auto")
@@ -234,6 +218,7 @@ def main() -> None:
     spec = CandidatesSpec.model_validate({
         "popularity": {"n": args.popularity_n},
         "cooccurrence": {"n": args.cooccurrence_n, "recent_items": 20, "neighbors": 50},
+        "ease": {"n": args.ease_n} if args.ease_n else None, "repeat": None,
         "embedding": {"n": args.embedding_n, "search": args.embedding_search, "epochs": 5,
                       "batch_size": 65_536, "learning_rate": 0.05} if args.embedding_n else None})
     try:
@@ -259,15 +244,14 @@ def main() -> None:
             setup = time.perf_counter() - clock
 
             clock = time.perf_counter()
-            stats = write_recommendations(parted, ctx, str(model_dir), None, root / "lists", plan)
+            stats = write_recommendations(parted, ctx, str(model_dir), root / "lists", plan)
             wall = time.perf_counter() - clock
             rss = peak_rss_gib(client)
 
             if args.profile:
                 profile_partition(parted, ctx, model_dir, plan)
-            workflow = Workflow.load(root / "workflow")
             sample = np.arange(min(args.naive_users, args.users))
-            naive_s = naive_lists(events, ctx, model_dir, sample, workflow)
+            naive_s = naive_lists(events, ctx, model_dir, sample)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -277,7 +261,7 @@ def main() -> None:
     result = {
         "users": users, "items": args.items, "partitions": partitions,
         "generators": {"popularity": args.popularity_n, "cooccurrence": args.cooccurrence_n,
-                       "embedding": args.embedding_n},
+                       "ease": args.ease_n, "embedding": args.embedding_n},
         "embedding_search": args.embedding_search if args.embedding_n else None,
         "workers": args.workers, "rules": not args.no_rules,
         "candidates_per_user": round(stats["candidates.retrieved"] / users, 1),

@@ -3,8 +3,9 @@ and side tables, passed through the saved feature workflow; labelled from a wind
 ``map_user_partitions`` fans any such function out over the user-partitioned log.
 
 Every function here takes one pandas partition of the user-partitioned event log (all of a user's
-events sit in one partition) plus a small broadcast ``NightContext``; memory is bounded by the
-partition, and only small lists or feature rows leave the worker.
+events sit in one partition) plus a small broadcast ``NightContext``, and goes through its users
+in chunks (``candidate_chunks``): memory follows the chunk, and only small lists or sampled
+feature rows leave the worker.
 """
 
 from __future__ import annotations
@@ -141,10 +142,10 @@ def known_window_users(events: pd.DataFrame, cutoff: int, end: int, relevant: st
 def training_partition(events: pd.DataFrame, windows: LabelWindows,
                        partition_info: dict | None = None) -> pd.DataFrame:
     """Ranker training rows of every label window for one partition of users: a sample of the
-    window's users, their candidates as of its start labelled 1 when the user had a relevant
-    interaction with the item in the window, queries without a positive dropped and negatives
-    capped per query. Rows come out sorted by ``qid`` (one per user and window), and qids grow
-    with the partition number, so every worker's rows reach XGBoost already in order."""
+    window's users, their candidates as of its start with graded labels (``window_labels``),
+    queries without a positive dropped and negatives capped per query. Rows come out sorted by
+    ``qid`` (one per user and window), and qids grow with the partition number, so every
+    worker's rows reach XGBoost already in order."""
     number = (partition_info or {}).get("number", 0)
     spec = windows.rows
     blocks = []
