@@ -116,12 +116,12 @@ class PopularitySpec(_Strict):
 
 class CooccurrenceSpec(_Strict):
     """Items that co-occur (cosine of their user sets) with each user's latest items. The
-    ``max_items`` most popular items have neighbours: the Gram matrix behind them grows with the
+    ``max_items`` most popular items have neighbors: the Gram matrix behind them grows with the
     square of the catalogue."""
 
     n: int = Field(100, ge=1)
     recent_items: int = Field(20, ge=1, description="how many of the user's latest items seed it")
-    neighbors: int = Field(100, ge=1, description="neighbours kept per item")
+    neighbors: int = Field(100, ge=1, description="neighbors kept per item")
     max_items: int = Field(4096, ge=2)
 
 

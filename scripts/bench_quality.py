@@ -255,7 +255,7 @@ def own_most_frequent(train: pd.DataFrame, users: pd.Index) -> list[list]:
 
 
 def item_knn(train: pd.DataFrame, users: pd.Index, exclude_seen: bool,
-             neighbours: int = 100) -> list[list]:
+             neighbors: int = 100) -> list[list]:
     items = pd.Index(np.sort(train["item_id"].unique()))
     x = _matrix(train, users, items)
     gram = (x.T @ x).toarray().astype(np.float64)
@@ -263,8 +263,8 @@ def item_knn(train: pd.DataFrame, users: pd.Index, exclude_seen: bool,
     norms[norms == 0] = 1.0
     sim = gram / norms[:, None] / norms[None, :]
     np.fill_diagonal(sim, 0.0)
-    if sim.shape[0] > neighbours:
-        cut = np.partition(sim, -neighbours, axis=1)[:, -neighbours][:, None]
+    if sim.shape[0] > neighbors:
+        cut = np.partition(sim, -neighbors, axis=1)[:, -neighbors][:, None]
         sim = np.where(sim >= cut, sim, 0.0)
     return _top(x @ sim, x if exclude_seen else None, items)
 

@@ -4,7 +4,7 @@ data, on a 2-worker Dask LocalCluster, beside a naive per-user pandas loop in th
 1. writes a synthetic log (``--users`` users, ``--items`` items in taste clusters, ~20 events
    per user) as user-partitioned Parquet, an item table (genre, price) and block / availability
    tables;
-2. fits the night's generators (popularity, co-occurrence neighbours, EASE^R, a BPR retrieval
+2. fits the night's generators (popularity, co-occurrence neighbors, EASE^R, a BPR retrieval
    model for the embedding generator) and a real feature workflow, and trains a real XGBoost
    ranker on candidate rows of a user sample (untimed: these are the earlier stages' work);
 3. times ``write_recommendations``: the real stages over every partition of users, with the

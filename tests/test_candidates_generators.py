@@ -20,7 +20,7 @@ def _history(rows: list[tuple[int, int]]) -> pd.DataFrame:
 
 def _plain_cooccurrence(history: pd.DataFrame, nbrs: pd.DataFrame, recent: int,
                         n: int) -> pd.DataFrame:
-    """The obvious pandas: each user's latest items joined with their neighbours, cosines
+    """The obvious pandas: each user's latest items joined with their neighbors, cosines
     summed, the best ``n`` kept (ties: lower item id)."""
     latest = history.sort_values(["user_id", "timestamp"], ascending=[True, False])
     latest = latest.drop_duplicates(["user_id", "item_id"]).groupby("user_id").head(recent)
@@ -46,7 +46,7 @@ def test_sparse_cooccurrence_equals_the_merge(hist: list, edges: list, recent: i
     if nbrs.empty:
         return
     history = _history(hist)
-    fast = cand.cooccurrence_scores(history, cand.neighbour_graph(nbrs), recent).top_n(n)
+    fast = cand.cooccurrence_scores(history, cand.neighbor_graph(nbrs), recent).top_n(n)
     plain = _plain_cooccurrence(history, nbrs, recent, n)
     assert fast.values.tolist() == plain.values.tolist()
 

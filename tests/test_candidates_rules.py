@@ -36,7 +36,7 @@ POPULAR = pd.DataFrame({"item_id": [1, 2, 3, 4, 5, 6], "pop_rank": [1, 2, 3, 4, 
 
 def context(rules: FilterRules | None, *, k: int = 3, exclude_seen: bool = True,
             window: float | None = None, cutoff: int = 100 * DAY) -> NightContext:
-    return NightContext(cutoff=cutoff, popular=POPULAR, neighbours=None, users=None,
+    return NightContext(cutoff=cutoff, popular=POPULAR, neighbors=None, users=None,
                         items=None, workflow_dir="", candidates=CandidatesSpec(),
                         exclude_seen=exclude_seen, k=k, seen_window_days=window, rules=rules)
 

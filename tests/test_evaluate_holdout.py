@@ -38,12 +38,12 @@ def test_recall_per_generator_and_merged(tmp_path: Path) -> None:
     for column in ("pop_count", "pop_recent", "pop_week", "pop_3day", "pop_users",
                    "item_age_days", "item_idle_days", "item_repeat_rate"):
         popular[column] = [3.0, 2.0, 1.0]
-    neighbours = pd.DataFrame({"item_id": [10, 20], "neighbor_id": [40, 50],
+    neighbors = pd.DataFrame({"item_id": [10, 20], "neighbor_id": [40, 50],
                                "cooc_score": np.float32([0.5, 0.5])})
     spec = CandidatesSpec.model_validate({"popularity": {"n": 1}, "cooccurrence": {"n": 5},
                                           "repeat": {"n": 5}, "ease": None})
     Workflow(["item_id"] >> Categorify(None)).fit(events).save(tmp_path / "wf")
-    ctx = NightContext(cutoff=cutoff, popular=popular, neighbours=neighbours, users=None,
+    ctx = NightContext(cutoff=cutoff, popular=popular, neighbors=neighbors, users=None,
                        items=None, workflow_dir=str(tmp_path / "wf"), candidates=spec,
                        exclude_seen=False, k=5)
     plan = HoldoutPlan({"popularity": None, "itemknn": None}, short_end=101, long_end=200,

@@ -68,7 +68,7 @@ def test_strings_with_nulls_and_unseen_values(fitted: list, scored: list, dtype:
     unseen = [c for raw, c in zip(scored, out, strict=True) if raw is not None and raw not in index]
     again = wf.transform(pd.DataFrame({"c": pd.Series(
         [r for r in scored if r is not None and r not in index], dtype=dtype)}))["c"].tolist()
-    assert unseen == again  # a value's bucket does not depend on its neighbours
+    assert unseen == again  # a value's bucket does not depend on its neighbors
 
 
 def test_per_column_threshold() -> None:

@@ -8,13 +8,13 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.candidates.cooccurrence import _partition_cooccurrence, top_neighbours
+from pipeline.candidates.cooccurrence import _partition_cooccurrence, top_neighbors
 from pipeline.candidates.filters import drop_seen
 from pipeline.candidates.generators import (
     NO_RANK,
     cooccurrence_scores,
     merge_candidates,
-    neighbour_graph,
+    neighbor_graph,
     popularity_candidates,
 )
 from pipeline.candidates.popularity import rank_items
@@ -34,13 +34,13 @@ def test_popularity_ranks_by_recent_then_total_then_id() -> None:
     assert ranked["pop_recent"].tolist() == [2, 2, 1, 0]
 
 
-def test_cooccurrence_cosine_neighbours() -> None:
+def test_cooccurrence_cosine_neighbors() -> None:
     # users 1 and 2 both saw items a and b; user 3 saw b and c.
     hist = history([(1, 100, 0), (1, 200, 1), (2, 100, 0), (2, 200, 1), (3, 200, 0), (3, 300, 1)])
     catalogue = pd.Index([100, 200, 300])
     counts = _partition_cooccurrence(hist, catalogue)
     assert counts.toarray().tolist() == [[2, 2, 0], [2, 3, 1], [0, 1, 1]]
-    nbrs = top_neighbours(counts, catalogue, neighbors=5)
+    nbrs = top_neighbors(counts, catalogue, neighbors=5)
     by_pair = {(a, b): s for a, b, s in nbrs.itertuples(index=False)}
     assert by_pair[(100, 200)] == np.float32(2 / np.sqrt(2 * 3))
     assert by_pair[(300, 200)] == np.float32(1 / np.sqrt(3 * 1))
@@ -62,7 +62,7 @@ def test_cooccurrence_partials_merge_to_the_whole(pairs: list[tuple[int, int]], 
 
 def test_cooccurrence_candidates_sum_scores_over_recent_items() -> None:
     hist = history([(1, 100, 5), (1, 200, 9)])
-    graph = neighbour_graph(pd.DataFrame({"item_id": [100, 200, 200],
+    graph = neighbor_graph(pd.DataFrame({"item_id": [100, 200, 200],
                                           "neighbor_id": [300, 300, 400],
                                           "cooc_score": np.float32([0.5, 0.25, 0.9])}))
     scores = cooccurrence_scores(hist, graph, recent_items=2)

@@ -63,7 +63,7 @@ def windows(tmp_path: Path) -> tuple[pd.DataFrame, LabelWindows]:
                                           "ease": None, "repeat": None})
     Workflow([Categorify(["item_id"])]).fit(events).save(tmp_path / "wf")  # as the night builds it
     features = signal_features(spec, repeat_on=False) + ["item_id"]
-    contexts = tuple(NightContext(cutoff=c * DAY, popular=popular, neighbours=None, users=None,
+    contexts = tuple(NightContext(cutoff=c * DAY, popular=popular, neighbors=None, users=None,
                                   items=None, workflow_dir=str(tmp_path / "wf"),
                                   candidates=spec, exclude_seen=True, k=10)
                      for c in (80, 60))

@@ -11,7 +11,7 @@ import pandas as pd
 
 from pipeline.candidates.ease import EaseModel
 from pipeline.candidates.embedding import EmbeddingIndex, load_embedding_index
-from pipeline.candidates.generators import NeighbourGraph, neighbour_graph
+from pipeline.candidates.generators import NeighborGraph, neighbor_graph
 from pipeline.candidates.rules import FilterRules
 from pipeline.config import CandidatesSpec
 
@@ -22,7 +22,7 @@ class NightContext:
 
     cutoff: int
     popular: pd.DataFrame
-    neighbours: pd.DataFrame | None
+    neighbors: pd.DataFrame | None
     users: pd.DataFrame | None
     items: pd.DataFrame | None
     workflow_dir: str
@@ -41,12 +41,12 @@ class NightContext:
         return load_embedding_index(self.embedding_dir)
 
     @functools.cached_property
-    def neighbour_graph(self) -> NeighbourGraph | None:
-        """The neighbours as a sparse matrix, built on first use in each process (a worker
+    def neighbor_graph(self) -> NeighborGraph | None:
+        """The neighbors as a sparse matrix, built on first use in each process (a worker
         keeps its scattered context, so once per worker, not once per partition)."""
-        if self.neighbours is None or len(self.neighbours) == 0:
+        if self.neighbors is None or len(self.neighbors) == 0:
             return None
-        return neighbour_graph(self.neighbours)
+        return neighbor_graph(self.neighbors)
 
     @property
     def repeat_on(self) -> bool:

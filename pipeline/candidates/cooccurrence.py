@@ -1,4 +1,4 @@
-"""Item-to-item co-occurrence neighbours (cosine), fitted as a distributed sum of sparse
+"""Item-to-item co-occurrence neighbors (cosine), fitted as a distributed sum of sparse
 matrices: each partition of users contributes ``X_pᵀ X_p`` and the sums merge associatively, so
 the same code serves a tree reduction over any number of partitions."""
 
@@ -47,7 +47,7 @@ def fit_cooccurrence(
 
     Returns rows ``(item_id, neighbor_id, cooc_score)``.
     """
-    return top_neighbours(item_gram(events, cutoff, catalogue), catalogue, neighbors)
+    return top_neighbors(item_gram(events, cutoff, catalogue), catalogue, neighbors)
 
 
 def item_gram(events: dd.DataFrame, cutoff: int, catalogue: pd.Index) -> sp.csr_matrix:
@@ -63,7 +63,7 @@ def item_gram(events: dd.DataFrame, cutoff: int, catalogue: pd.Index) -> sp.csr_
     return counts
 
 
-def top_neighbours(counts: sp.csr_matrix, catalogue: pd.Index, neighbors: int) -> pd.DataFrame:
+def top_neighbors(counts: sp.csr_matrix, catalogue: pd.Index, neighbors: int) -> pd.DataFrame:
     """Cosine-normalise co-occurrence counts and keep each item's ``neighbors`` best (ties: the
     lower catalogue position)."""
     norms = np.sqrt(np.asarray(counts.diagonal(), dtype=np.float64))

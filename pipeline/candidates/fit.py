@@ -1,5 +1,5 @@
 """Fitting every generator as of one cutoff, on the user-partitioned log: popularity, the
-co-occurrence neighbours and EASE^R from one distributed Gram matrix, the optional embedding
+co-occurrence neighbors and EASE^R from one distributed Gram matrix, the optional embedding
 model; and tuning EASE^R's λ on a validation window. Only counts and small matrices reach the
 client."""
 
@@ -18,7 +18,7 @@ import pandas as pd
 
 from pipeline.candidates.bpr import fit_retrieval
 from pipeline.candidates.context import NightContext
-from pipeline.candidates.cooccurrence import item_gram, top_neighbours
+from pipeline.candidates.cooccurrence import item_gram, top_neighbors
 from pipeline.candidates.ease import (
     EaseModel,
     ease_catalogue,
@@ -60,7 +60,7 @@ def fit_context(events: dd.DataFrame, cutoff: int, inputs: CutoffInputs, workflo
     """Every generator fitted on the events before ``cutoff``."""
     spec = inputs.candidates
     popular = fit_popularity(events, cutoff, spec.popularity.recent_days).items
-    neighbours, ease = None, None
+    neighbors, ease = None, None
     if len(popular) and (spec.cooccurrence is not None or spec.ease is not None):
         n_users = int(events.loc[events[TIME] < cutoff, USER].nunique().compute())
         ease_items = (ease_catalogue(popular, n_users, spec.ease.max_items)
@@ -77,7 +77,7 @@ def fit_context(events: dd.DataFrame, cutoff: int, inputs: CutoffInputs, workflo
             gram = item_gram(events, cutoff, catalogue)
         if spec.cooccurrence is not None:
             cooc = catalogue[:spec.cooccurrence.max_items]
-            neighbours = top_neighbours(_sliced(gram, catalogue, cooc), cooc,
+            neighbors = top_neighbors(_sliced(gram, catalogue, cooc), cooc,
                                         spec.cooccurrence.neighbors)
         if ease_items is not None:
             ease = (EaseModel(ease_items, inputs.ease_lambda,
@@ -90,7 +90,7 @@ def fit_context(events: dd.DataFrame, cutoff: int, inputs: CutoffInputs, workflo
         embedding_dir = str(fit_retrieval(events, cutoff, spec.embedding.model_params(),
                                           retrieval_dir, TIME))
     return NightContext(
-        cutoff=cutoff, popular=popular, neighbours=neighbours, users=inputs.users,
+        cutoff=cutoff, popular=popular, neighbors=neighbors, users=inputs.users,
         items=inputs.items, workflow_dir=str(workflow_dir), candidates=spec,
         exclude_seen=inputs.exclude_seen, k=inputs.k, seen_window_days=inputs.seen_window_days,
         rules=rules, embedding_dir=embedding_dir, ease=ease)

@@ -38,25 +38,25 @@ def popularity_candidates(users: np.ndarray, popular: pd.DataFrame, n: int) -> p
 
 
 @dataclass(frozen=True)
-class NeighbourGraph:
-    """The co-occurrence neighbours as a sparse (item x item) matrix of cosines over ``vocab``
+class NeighborGraph:
+    """The co-occurrence neighbors as a sparse (item x item) matrix of cosines over ``vocab``
     (sorted item ids, so column order is item id order: the tie-break). The same for every
-    partition of a night: built once per worker (``NightContext.neighbour_graph``)."""
+    partition of a night: built once per worker (``NightContext.neighbor_graph``)."""
 
     vocab: pd.Index
     matrix: sp.csr_matrix
 
 
-def neighbour_graph(neighbours: pd.DataFrame) -> NeighbourGraph:
-    """The sparse graph of ``neighbours`` (rows ``item_id, neighbor_id, cooc_score``)."""
-    vocab = pd.Index(np.unique(np.r_[neighbours[ITEM].to_numpy(),
-                                     neighbours["neighbor_id"].to_numpy()]))
-    matrix = sp.csr_matrix((neighbours["cooc_score"].to_numpy(dtype=np.float64),
-                            (vocab.get_indexer(neighbours[ITEM].to_numpy()),
-                             vocab.get_indexer(neighbours["neighbor_id"].to_numpy()))),
+def neighbor_graph(neighbors: pd.DataFrame) -> NeighborGraph:
+    """The sparse graph of ``neighbors`` (rows ``item_id, neighbor_id, cooc_score``)."""
+    vocab = pd.Index(np.unique(np.r_[neighbors[ITEM].to_numpy(),
+                                     neighbors["neighbor_id"].to_numpy()]))
+    matrix = sp.csr_matrix((neighbors["cooc_score"].to_numpy(dtype=np.float64),
+                            (vocab.get_indexer(neighbors[ITEM].to_numpy()),
+                             vocab.get_indexer(neighbors["neighbor_id"].to_numpy()))),
                            shape=(len(vocab), len(vocab)))
     matrix.sum_duplicates()  # canonical once, here, rather than in every product
-    return NeighbourGraph(vocab, matrix)
+    return NeighborGraph(vocab, matrix)
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,10 +87,10 @@ class CooccurrenceScores:
         return out
 
 
-def cooccurrence_scores(history: pd.DataFrame, graph: NeighbourGraph,
+def cooccurrence_scores(history: pd.DataFrame, graph: NeighborGraph,
                         recent_items: int) -> CooccurrenceScores:
     """Scores of the items that co-occur with each user's latest ``recent_items``: one sparse
-    product (users x seed items) @ (items x neighbours) sums the cosines in C."""
+    product (users x seed items) @ (items x neighbors) sums the cosines in C."""
     latest = history.sort_values([USER, TIME], ascending=[True, False], kind="stable")
     latest = latest.drop_duplicates([USER, ITEM]).groupby(USER, sort=False).head(recent_items)
     seed = graph.vocab.get_indexer(latest[ITEM].to_numpy())

@@ -59,8 +59,8 @@ def retrieve(users: np.ndarray, history: pd.DataFrame, ctx: NightContext) -> Ret
     spec = ctx.candidates
     found = {SOURCE_POPULARITY: popularity_candidates(users, ctx.popular, spec.popularity.n)}
     cooccurrence = None
-    if spec.cooccurrence is not None and ctx.neighbour_graph is not None:
-        cooccurrence = cooccurrence_scores(history, ctx.neighbour_graph,
+    if spec.cooccurrence is not None and ctx.neighbor_graph is not None:
+        cooccurrence = cooccurrence_scores(history, ctx.neighbor_graph,
                                            spec.cooccurrence.recent_items)
         found[SOURCE_COOCCURRENCE] = cooccurrence.top_n(spec.cooccurrence.n)
     if ctx.repeat_on:

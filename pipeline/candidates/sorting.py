@@ -16,7 +16,7 @@ import numpy as np
 _MAX_PADDING = 2
 
 
-def run_starts(keys: np.ndarray) -> np.ndarray:
+def run_start_indices(keys: np.ndarray) -> np.ndarray:
     """Start index of each run of equal values in ``keys`` (sorted, or at least grouped)."""
     return np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else np.zeros(
         0, dtype=np.int64)
@@ -24,7 +24,7 @@ def run_starts(keys: np.ndarray) -> np.ndarray:
 
 def rank_within(keys: np.ndarray) -> np.ndarray:
     """1-based position of each row within its run of equal (grouped) keys."""
-    starts = run_starts(keys)
+    starts = run_start_indices(keys)
     sizes = np.diff(np.r_[starts, len(keys)])
     return np.arange(len(keys)) - np.repeat(starts, sizes) + 1
 
@@ -50,7 +50,7 @@ def _sort_within_runs(primary: np.ndarray, secondary: tuple[np.ndarray, ...]) ->
         return None
     if not bool((primary[1:] >= primary[:-1]).all()):
         return None
-    starts = run_starts(primary)
+    starts = run_start_indices(primary)
     sizes = np.diff(np.r_[starts, n])
     width = int(sizes.max())
     if len(starts) * width > _MAX_PADDING * n:

@@ -2,7 +2,7 @@
 lost peer ends in an error instead of a hang.
 
 ``xgboost.dask.train`` first forms a communication group: every worker connects to a tracker on
-the scheduler, then to its ring neighbours. Those connections block in ``recv`` with a receive
+the scheduler, then to its ring neighbors. Those connections block in ``recv`` with a receive
 timeout set, and on Linux such a call fails with ``EINTR`` when a signal with a handler reaches
 the thread, whatever the handler's flags, and also when the process is stopped and resumed, with
 no handler at all (a profiler or debugger attaching with ptrace, a cgroup freezer, a paused VM).

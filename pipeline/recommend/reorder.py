@@ -20,7 +20,7 @@ from pipeline.candidates.rules import (
     require_column,
     within_cap,
 )
-from pipeline.candidates.sorting import run_starts
+from pipeline.candidates.sorting import run_start_indices
 from pipeline.config import Boost, DiversitySpec, ReorderSpec
 from pipeline.errors import ConfigError
 from pipeline.io import ITEM, USER
@@ -108,7 +108,7 @@ def _relevance(users: np.ndarray, score: np.ndarray) -> np.ndarray:
     rows are grouped by user, so ``reduceat`` over the runs replaces a groupby."""
     if len(users) == 0:
         return score.astype(np.float64)
-    starts = run_starts(users)
+    starts = run_start_indices(users)
     sizes = np.diff(np.r_[starts, len(users)])
     low = np.repeat(np.minimum.reduceat(score, starts), sizes)
     span = np.repeat(np.maximum.reduceat(score, starts), sizes) - low
@@ -121,7 +121,7 @@ def mmr_order(users: np.ndarray, relevance: np.ndarray, codes: np.ndarray, k: in
     at once, the pool item maximising ``lam * relevance - (1 - lam) * [category already
     picked]``. Picks get order ``_PICKED + k - t``; the rest keep their relevance."""
     n = len(users)
-    starts = run_starts(users)
+    starts = run_start_indices(users)
     sizes = np.diff(np.r_[starts, n])
     width = int(min(pool, sizes.max()))
     group = np.repeat(np.arange(len(starts)), sizes)

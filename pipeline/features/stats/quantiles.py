@@ -2,7 +2,7 @@
 
 Per column, the summary holds sorted distinct values with integer weights (how many rows each
 stands for). While a column has at most ``capacity`` distinct values the summary *is* the data
-(value counts), so quantiles are exact. Beyond that, ``compress`` collapses runs of neighbouring
+(value counts), so quantiles are exact. Beyond that, ``compress`` collapses runs of neighboring
 light values into one point carrying their total weight. Collapsing a run of total weight ``W``
 changes, for any ``x``, the number of rows ``<= x`` (or ``< x``) by less than ``W``; merging adds
 counts, so errors add. ``rank_error`` is the sum of the heaviest collapsed run of every
@@ -91,7 +91,7 @@ class QuantileSummary:
         return merged.compress(MERGE_SLACK * merged.capacity)
 
     def compress(self, limit: int) -> QuantileSummary:
-        """Past ``limit`` points, collapse light neighbours into runs of weight < 2 n / capacity."""
+        """Past ``limit`` points, collapse light neighbors into runs of weight < 2 n / capacity."""
         if len(self.values) <= limit:
             return self
         before = np.cumsum(self.weights) - self.weights
