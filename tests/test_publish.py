@@ -196,6 +196,22 @@ def test_failing_partition_keeps_current_and_next_publish_cleans_up(
     assert not r.smembers(Keys(ns).cleanup)
 
 
+def test_keys_left_after_redis_lost_its_records_are_swept(
+    dask_client: object, redis_url: str, r: redis.Redis, ns: str
+) -> None:
+    """Redis restarted empty while a publish was writing: its keys are recorded nowhere (no
+    version list, no cleanup set); the next publish deletes them."""
+    keys = Keys(ns)
+    r.set(keys.user("20260101T000000Z", 1), "{}")
+    r.set(keys.user("20260101T000000Z", 2), "{}")
+    lists, _ = make_lists(npartitions=2)
+    report = publish_lists(lists, redis_url, ns, fallback_items=FALLBACK)
+    assert user_keys(r, ns, "20260101T000000Z") == []
+    assert user_keys(r, ns, report.version)
+    again = publish_lists(lists, redis_url, ns, fallback_items=FALLBACK)  # a normal night
+    assert user_keys(r, ns, report.version) and user_keys(r, ns, again.version)
+
+
 def test_user_split_across_partitions_is_refused(
     dask_client: object, redis_url: str, ns: str
 ) -> None:

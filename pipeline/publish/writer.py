@@ -2,7 +2,8 @@
 
 Order of a publish (keys in ``pipeline.publish.keys``), under the namespace lock:
 
-1. delete leftovers: versions in the ``cleanup`` set (a failed publish, an interrupted retirement);
+1. delete leftovers: versions in the ``cleanup`` set (a failed publish, an interrupted retirement),
+   and, in a namespace with no version recorded at all (Redis restarted empty), every user key;
 2. pick the version name and add it to ``cleanup`` (so a crash from here on is cleaned next time);
 3. every Dask partition writes its users from the worker and returns counts and a small sample;
 4. verify: no user in two partitions, every partition user written, a random sample read back;
@@ -201,6 +202,18 @@ def _delete_versions(r: Client, keys: Keys, versions: Sequence[str]) -> list[str
     return doomed
 
 
+def _sweep_unrecorded(r: Client, keys: Keys) -> None:
+    """A namespace with no version and no pointer has lost its records (Redis restarted
+    without its data); keys a publish wrote after that are recorded nowhere, so every user key
+    of the namespace is a leftover. Only then is the whole namespace scanned."""
+    if r.exists(keys.versions) or r.get(keys.current) is not None:
+        return
+    swept = scan_delete(r, keys.user_pattern("*"))
+    if swept:
+        log.warning("deleted %d unrecorded user keys of namespace %s (left by a publish that "
+                    "lost its Redis mid-way)", swept, keys.namespace)
+
+
 def _new_version(r: Client, keys: Keys, version: str | None, avoid: Sequence[str] = ()) -> str:
     """``version`` if free, else a new UTC timestamp name (never one in ``avoid``: versions of
     failed publishes just deleted, whose stray writers might still be running)."""
@@ -318,6 +331,7 @@ def publish_lists(
     try:
         with NamespaceLock(r, keys.lock) as lock:
             removed = _delete_versions(r, keys, [v.decode() for v in r.smembers(keys.cleanup)])
+            _sweep_unrecorded(r, keys)
             version = _new_version(r, keys, version, avoid=removed)
             r.sadd(keys.cleanup, version)
             before = _text(r.get(keys.current))
