@@ -365,14 +365,17 @@ BaselineName = Literal["popularity", "repeat", "itemknn", "ease", "logistic"]
 
 class EvaluationSpec(_Strict):
     """Holdout evaluation: the ranker over ``seeds`` seeds beside the baselines. With
-    ``publish_best`` the night publishes the lists of whichever scored best on the holdout's
-    long horizon: the ranker's, or a baseline's when one beats it."""
+    ``publish_best`` the night publishes a baseline's lists instead of the ranker's when the
+    baseline's paired gain on the holdout's long horizon exceeds ``publish_best_stderrs``
+    standard errors (a tie on one holdout is chance, not a reason to switch)."""
 
     k: int = Field(10, ge=1)
     seeds: int = Field(1, ge=1, le=50, description="ranker trainings per night (mean ± std)")
     baselines: list[BaselineName] = Field(
         default_factory=lambda: ["popularity", "repeat", "itemknn", "ease"])
     publish_best: bool = True
+    publish_best_stderrs: float = Field(1.0, ge=0.0, description="how many standard errors a "
+                                        "baseline's gain over the ranker must exceed")
     max_users: int = Field(20_000, ge=1, description="holdout users evaluated (a stable sample "
                            "when more were active): enough for the metrics, bounded in cost")
 

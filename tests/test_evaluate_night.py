@@ -48,14 +48,31 @@ def test_a_baseline_is_published_only_when_it_beats_the_ranker() -> None:
     table = summarise({"ranker": [result(0.30)], "popularity": [result(0.25)],
                        "ease": [result(0.32)]}, 10)
     paired = {"ranker": np.array([0.2, 0.4, 0.3]), "popularity": np.array([0.1, 0.3, 0.35]),
-              "ease": np.array([0.3, 0.4, 0.26])}
+              "ease": np.array([0.3, 0.45, 0.36])}
     got = choose(table, paired, 10, enabled=True)
     assert got["published"] == "ease" and "ease beat the ranker" in got["reason"]
-    assert got["baseline_gain_over_ranker"]["ease"]["gain"] == pytest.approx(0.02)
+    assert got["baseline_gain_over_ranker"]["ease"]["gain"] == pytest.approx(0.07)
     assert got["baseline_gain_over_ranker"]["ease"]["stderr"] > 0
     assert choose(table, paired, 10, enabled=False)["published"] == "ranker"
     tied = {**paired, "ease": paired["ranker"].copy()}
     assert choose(table, tied, 10, enabled=True)["published"] == "ranker"  # ties: the ranker
+
+
+def test_a_gain_within_noise_keeps_the_ranker() -> None:
+    rng = np.random.default_rng(3)
+    ranker = rng.random(80)
+    noisy = np.clip(ranker + 0.005 + rng.normal(0.0, 0.2, 80), 0.0, 1.0)  # gain << stderr
+    table = summarise({"ranker": [result(float(ranker.mean()))],
+                       "popularity": [result(float(noisy.mean()))]}, 10)
+    paired = {"ranker": ranker, "popularity": noisy}
+    margin = choose(table, paired, 10, enabled=True, stderrs=0.0)
+    assert margin["baseline_gain_over_ranker"]["popularity"]["gain"] > 0
+    assert margin["published"] == "popularity"  # any positive gain switches at 0 stderrs
+    kept = choose(table, paired, 10, enabled=True)
+    assert kept["published"] == "ranker" and "within noise" in kept["reason"]
+    assert kept["stderrs"] == 1.0
+    clear = {"ranker": ranker, "popularity": np.clip(ranker + 0.1, 0.0, None)}
+    assert choose(table, clear, 10, enabled=True)["published"] == "popularity"
 
 
 def test_reseeding_moves_whole_users_between_train_and_validation(dask_client: Any) -> None:

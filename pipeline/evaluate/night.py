@@ -6,9 +6,10 @@ Seeds: seed 0 is the model the train stage saved; seed ``i > 0`` retrains the sa
 ranker on the same rows with seed ``ranker.seed + i`` and another (hashed) set of validation
 users, so the spread covers both sources of run-to-run variation. Baselines are deterministic
 (std 0): the signal baselines rank the night's own candidates (``pipeline.rankers.signal``), the
-logistic baseline is trained on the ranker's rows. The choice: the source with the best NDCG@k
-over the whole holdout (the horizon the ranker was trained for), the ranker on ties; with
-``evaluation.publish_best: false``, always the ranker.
+logistic baseline is trained on the ranker's rows. The choice: the ranker, unless a baseline's
+paired per-user NDCG@k gain over the whole holdout (the horizon the ranker was trained for)
+exceeds ``evaluation.publish_best_stderrs`` standard errors; with ``evaluation.publish_best:
+false``, always the ranker.
 """
 
 from __future__ import annotations
@@ -109,11 +110,13 @@ def verdict(table: dict[str, dict[str, Any]], k: int) -> dict[str, Any]:
 
 
 def choose(table: dict[str, dict[str, Any]], paired: dict[str, np.ndarray], k: int,
-           enabled: bool) -> dict[str, Any]:
-    """Which lists the night publishes: the ranker's, unless a baseline scored a higher NDCG@k
-    over the long horizon (the horizon the ranker was trained for); with choosing switched off,
-    always the ranker. Each baseline's paired per-user gain over the ranker is recorded with
-    its standard error, so a reader can tell a clear win from a coin toss."""
+           enabled: bool, stderrs: float = 1.0) -> dict[str, Any]:
+    """Which lists the night publishes: the ranker's, unless a baseline's paired per-user gain
+    in NDCG@k over the long horizon (the horizon the ranker was trained for) exceeds
+    ``stderrs`` standard errors; with choosing switched off, always the ranker. The ranker is
+    the default because it sees every baseline's signal among its features: a baseline that
+    only ties it on one holdout wins by chance, and switching on chance gives worse lists as
+    often as better. Each baseline's gain is recorded with its standard error."""
     key = f"ndcg@{k}"
     scores = {name: round(row[key], 6) for name, row in table.items()}
     ranker = paired.get(RANKER, np.zeros(0))
@@ -124,18 +127,25 @@ def choose(table: dict[str, dict[str, Any]], paired: dict[str, np.ndarray], k: i
         diff = values - ranker
         margins[name] = {"gain": round(float(diff.mean()), 6),
                          "stderr": round(float(diff.std(ddof=1) / np.sqrt(len(diff))), 6)}
-    winners = {n: m["gain"] for n, m in margins.items() if m["gain"] > 0}
+    winners = {n: m["gain"] for n, m in margins.items()
+               if m["gain"] > 0 and m["gain"] > stderrs * m["stderr"]}
     best = max(winners, key=winners.__getitem__) if winners else RANKER
     published = best if enabled else RANKER
+    closest = max(margins, key=lambda n: margins[n]["gain"]) if margins else None
     if published != RANKER:
         reason = (f"{best} beat the ranker by {winners[best]:.4f} {key} (standard error "
                   f"{margins[best]['stderr']:.4f})")
     elif best != RANKER:
         reason = f"choosing is off (evaluation.publish_best); {best} beat the ranker"
+    elif closest is not None and margins[closest]["gain"] > 0:
+        reason = (f"no baseline beat the ranker by more than {stderrs:g} standard error"
+                  f"{'' if stderrs == 1 else 's'} ({closest} +{margins[closest]['gain']:.4f} "
+                  f"± {margins[closest]['stderr']:.4f} {key}: within noise)")
     else:
         reason = "no baseline beat the ranker"
     return {"published": published, "metric": key, "horizon": "long", "enabled": enabled,
-            "reason": reason, "scores": scores, "baseline_gain_over_ranker": margins}
+            "stderrs": stderrs, "reason": reason, "scores": scores,
+            "baseline_gain_over_ranker": margins}
 
 
 def evaluate_night(client: Client, spec: WorkflowSpec, data: NightData,
@@ -204,7 +214,7 @@ def evaluate_night(client: Client, spec: WorkflowSpec, data: NightData,
     paired = {name: np.concatenate([p["per_user"][name] for p in parts
                                     if name in p["per_user"]])
               for name in sources if "#" not in name}  # the ranker's own seed 0, not its reruns
-    choice = choose(table, paired, k, ev.publish_best)
+    choice = choose(table, paired, k, ev.publish_best, ev.publish_best_stderrs)
     choice["model_dir"] = sources.get(choice["published"])  # None: a signal baseline
     log.info("publishing the %s lists: %s", choice["published"], choice["reason"])
     return {"metrics": table, "horizons": {"short": tables["short"], "long": table},
