@@ -69,7 +69,7 @@ def test_a_gain_within_noise_keeps_the_ranker() -> None:
     assert margin["baseline_gain_over_ranker"]["popularity"]["gain"] > 0
     assert margin["published"] == "popularity"  # any positive gain switches at 0 stderrs
     kept = choose(table, paired, 10, enabled=True)
-    assert kept["published"] == "ranker" and "within noise" in kept["reason"]
+    assert kept["published"] == "ranker" and "more than 1 standard error" in kept["reason"]
     assert kept["stderrs"] == 1.0
     clear = {"ranker": ranker, "popularity": np.clip(ranker + 0.1, 0.0, None)}
     assert choose(table, clear, 10, enabled=True)["published"] == "popularity"
